@@ -1,0 +1,225 @@
+"""Configuration: the original AttnGAN defaults, strict YAML merging and ``--set`` overrides.
+
+The defaults below reproduce every key and value of the original ``code/miscc/config.py``
+(taoxugit/AttnGAN) plus the fork's ``GAN.DUAL_ATTN``. Keys this port adds are grouped at the end of
+each section, each with a one-line comment. A config is a nested :class:`Config` (a ``dict`` with
+attribute access, like the original ``EasyDict``) and is passed explicitly; no module reads a global.
+
+Merging is as strict as the original: a key that is not in the defaults is an error naming its dotted
+path and the file; a value of the wrong type is an error naming the expected and the given type
+(an ``int`` where a ``float`` is expected is accepted and converted).
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+#: Repository root (``code/attngan/config.py`` -> two folders up from ``code/``).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key and the source."""
+
+
+class Config(dict):
+    """A ``dict`` whose keys are also attributes (``cfg.TRAIN.SMOOTH.GAMMA1``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"config has no key {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __deepcopy__(self, memo):
+        return Config({k: copy.deepcopy(v, memo) for k, v in self.items()})
+
+    def to_dict(self) -> dict:
+        return {k: v.to_dict() if isinstance(v, Config) else v for k, v in self.items()}
+
+
+def _c(**kwargs) -> Config:
+    return Config(kwargs)
+
+
+def get_default_config() -> Config:
+    """A fresh copy of the defaults: the original's keys and values, then this port's additions."""
+    return _c(
+        # ---- original keys (code/miscc/config.py) ----
+        DATASET_NAME='birds',
+        CONFIG_NAME='',
+        DATA_DIR='',
+        GPU_ID=0,
+        CUDA=True,
+        WORKERS=6,
+        RNN_TYPE='LSTM',  # 'LSTM' or 'GRU'
+        B_VALIDATION=False,
+        # ---- added by this port ----
+        OUTPUT_DIR='output',  # runs go to OUTPUT_DIR/<DATASET_NAME>_<CONFIG_NAME>_<timestamp>/
+        TREE=_c(
+            BRANCH_NUM=3,
+            BASE_SIZE=64,
+        ),
+        TRAIN=_c(
+            BATCH_SIZE=64,
+            MAX_EPOCH=600,
+            SNAPSHOT_INTERVAL=2000,
+            DISCRIMINATOR_LR=2e-4,
+            GENERATOR_LR=2e-4,
+            ENCODER_LR=2e-4,
+            RNN_GRAD_CLIP=0.25,
+            FLAG=True,
+            NET_E='',
+            NET_G='',
+            B_NET_D=True,
+            SMOOTH=_c(
+                GAMMA1=5.0,
+                GAMMA3=10.0,
+                GAMMA2=5.0,
+                LAMBDA=1.0,
+            ),
+            # ---- added by this port ----
+            MAX_STEPS=0,  # stop after this many iterations in total (0 = run all MAX_EPOCH epochs)
+            LOG_INTERVAL=100,  # log losses every N generator iterations (original: 100)
+            SAMPLE_INTERVAL=1000,  # sample grid + attention pictures every N iterations (original: 1000)
+            DAMSM_UPDATE_INTERVAL=200,  # DAMSM: log + attention picture every N steps (original: 200)
+            EMA_DECAY=0.999,  # generator weight averaging: avg = decay * avg + (1 - decay) * p
+            CHECKPOINT_INTERVAL=1,  # full resumable checkpoint every N epochs (and on Ctrl-C)
+            FAST=False,  # fast path: bf16 autocast, channels_last, fused Adam, compile (not faithful)
+            COMPILE=True,  # with FAST: torch.compile the generator and discriminators
+            TENSORBOARD=False,  # also write TensorBoard scalars (needs the tensorboard package)
+            RESUME='',  # '' (no), 'latest' or a path to a full checkpoint (train_state.pt)
+        ),
+        GAN=_c(
+            DF_DIM=64,
+            GF_DIM=128,
+            Z_DIM=100,
+            CONDITION_DIM=100,
+            R_NUM=2,
+            B_ATTENTION=True,
+            B_DCGAN=False,
+            DUAL_ATTN=False,  # the fork's (mattrent/AttnGAN) switch for DualAttnGAN generators
+            # ---- added by this port ----
+            DUAL_ATTN_VARIANT='fork',  # 'fork' (faithful to mattrent/AttnGAN) or 'paper' (Cai et al. 2019)
+            FIX_ATTN_MASK=False,  # True: each sample uses its own word mask (original mixes masks, see GlobalAttention)
+        ),
+        TEXT=_c(
+            CAPTIONS_PER_IMAGE=10,
+            EMBEDDING_DIM=256,
+            WORDS_NUM=18,
+        ),
+        # ---- sections added by this port ----
+        DAMSM=_c(
+            INCEPTION_WEIGHTS='imagenet',  # 'imagenet' (torchvision weights), 'random' (tests/toy), or a .pth path
+            ALIGN_CORNERS=False,  # upsampling to 299; True matches PyTorch 0.3, under which released encoders trained
+            TRAIN_TRUNK=False,  # also train the Inception trunk (a deviation; sensible only with random weights)
+            TRUNK_BN_EVAL=False,  # keep the frozen trunk's BatchNorm in eval mode (original: train mode, stats drift)
+            RPREC_CANDIDATES=100,  # retrieval accuracy: true caption + (N-1) captions of other classes
+        ),
+        DATA=_c(
+            USE_BBOX='auto',  # 'auto' (crop when the dataset has bounding_boxes.txt), True or False
+            CACHE=False,  # use the pre-cropped image cache (box crop + first resize done once)
+            SKIP_BAD_IMAGES=False,  # skip undecodable images with a warning instead of stopping
+        ),
+        SAMPLE=_c(
+            NUM_PER_IMAGE=1,  # B_VALIDATION: images per test image (captions cycled); papers use ~30,000 in all
+            SEED=100,  # seed of the noise used for sampling (original: manualSeed 100 when TRAIN.FLAG is False)
+        ),
+    )
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _coerce(key_path: str, default: Any, value: Any, source: str) -> Any:
+    """Return ``value`` converted to the type of ``default`` or raise :class:`ConfigError`."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+    elif isinstance(default, str):
+        # 'auto'-style keys also take booleans (DATA.USE_BBOX)
+        ok = isinstance(value, str) or (key_path == 'DATA.USE_BBOX' and isinstance(value, bool))
+    elif isinstance(default, list):
+        ok = isinstance(value, list)
+    else:
+        ok = type(value) is type(default)
+    if not ok:
+        raise ConfigError(f"{source}: type mismatch for config key {key_path}: "
+                          f"expected {_type_name(default)}, got {_type_name(value)} ({value!r})")
+    return value
+
+
+def merge(cfg: Config, new: Mapping, source: str, prefix: str = '') -> None:
+    """Merge ``new`` into ``cfg`` in place, with the original's strictness."""
+    if not isinstance(new, Mapping):
+        raise ConfigError(f"{source}: expected a mapping at {prefix or 'the top level'}, "
+                          f"got {_type_name(new)}")
+    for key, value in new.items():
+        path = f"{prefix}{key}"
+        if key not in cfg:
+            raise ConfigError(f"{source}: unknown config key {path!r} "
+                              f"(not in the defaults of attngan.config)")
+        default = cfg[key]
+        if isinstance(default, Config):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: config key {path} is a section; "
+                                  f"expected a mapping, got {_type_name(value)}")
+            merge(default, value, source, prefix=path + '.')
+        else:
+            cfg[key] = _coerce(path, default, value, source)
+
+
+def apply_override(cfg: Config, assignment: str) -> None:
+    """Apply one ``KEY.SUB=VALUE`` override (value parsed as YAML)."""
+    if '=' not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. TRAIN.BATCH_SIZE=8")
+    key, raw = assignment.split('=', 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ''
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {assignment!r}: value is not valid YAML: {e}") from None
+    nested: Any = value
+    for part in reversed(key.strip().split('.')):
+        nested = {part: nested}
+    merge(cfg, nested, source=f"--set {assignment}")
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Defaults, then the YAML file at ``path`` (if given), then each ``--set`` override in order."""
+    cfg = get_default_config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            with open(path, 'r', encoding='utf-8') as f:
+                data = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        merge(cfg, data or {}, source=str(path))
+    for assignment in overrides:
+        apply_override(cfg, assignment)
+    return cfg
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=False)
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """A path from a config: absolute as given, else relative to the repository root."""
+    p = Path(os.path.expanduser(str(path)))
+    return p if p.is_absolute() else REPO_ROOT / p

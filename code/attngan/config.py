@@ -108,6 +108,14 @@ def get_default_config() -> Config:
             DUAL_ATTN=False,  # the fork's (mattrent/AttnGAN) switch for DualAttnGAN generators
             # ---- added by this port ----
             DUAL_ATTN_VARIANT='fork',  # 'fork' (faithful to mattrent/AttnGAN) or 'paper' (Cai et al. 2019)
+            PAPER_CAM_REDUCTION=8,  # paper variant: CBAM channel MLP C -> C/r -> C, this r (assumed; CBAM used 16)
+            PAPER_SAM_POOL=1,  # paper variant: SAGAN keys/values max-pooled by this factor (assumed: 1 = none)
+            PAPER_IR_EXPANSION=6,  # paper variant: inverted-residual expansion factor t (assumed: MobileNetV2's 6)
+            PAPER_IR_CHECKPOINT=True,  # paper variant: recompute inverted residuals in backward (less memory; a port choice)
+            PAPER_SN_G=True,  # paper variant: spectral norm on the generator's convs and linears (assumed: on)
+            PAPER_SN_D=True,  # paper variant: spectral norm on the discriminators' convs (assumed: on)
+            PAPER_INIT_RELU='both',  # paper variant: ReLU, not GLU, in stage 1's 'fc'|'upsample'|'both'|'none' (assumed)
+            PAPER_AEM_CONV=False,  # paper variant: 1x1 conv + BN + ReLU after the embedding's concat (assumed: none)
             FIX_ATTN_MASK=False,  # True: each sample uses its own word mask (original mixes masks, see GlobalAttention)
         ),
         TEXT=_c(
@@ -119,6 +127,7 @@ def get_default_config() -> Config:
         DAMSM=_c(
             INCEPTION_WEIGHTS='imagenet',  # 'imagenet' (torchvision weights), 'random' (tests/toy), or a .pth path
             ALIGN_CORNERS=False,  # upsampling to 299; True matches PyTorch 0.3, under which released encoders trained
+            IMAGE_SIZE=299,  # the image encoder resizes its input to this (original: 299; the CPU toy demo: 128)
             TRAIN_TRUNK=False,  # also train the Inception trunk (a deviation; sensible only with random weights)
             TRUNK_BN_EVAL=False,  # keep the frozen trunk's BatchNorm in eval mode (original: train mode, stats drift)
             RPREC_CANDIDATES=100,  # retrieval accuracy: true caption + (N-1) captions of other classes

@@ -1,0 +1,107 @@
+"""Time one full faithful AttnGAN training iteration on the CPU.
+
+Setting of the issue: GF_DIM 32, DF_DIM 64, 3 stages (64/128/256 px), batch 2, vocabulary 5450,
+18-word captions, randomly initialised encoders (bird config otherwise: EMBEDDING_DIM 256,
+Z_DIM 100, CONDITION_DIM 100). One iteration = text encoder, G forward, 3 D steps, G step with
+the DAMSM losses, EMA (attngan.gan.train_step). Prints the median of 5 timed iterations after a
+warm-up. The original code takes about 4.2-5.0 s per iteration on the 2-core CPU of the CI machine.
+
+The default is the faithful path: fp32, NCHW, torch.optim.Adam with its default implementation
+(as the original). --fused-adam and --channels-last time the optional speed-ups (same fp32 math,
+different rounding); --device cuda times the same iteration on a GPU.
+
+    python bench/train_step_cpu.py [--threads 2] [--iters 5] [--fused-adam] [--channels-last] [--device cpu]
+"""
+import argparse
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'code'))
+
+import torch  # noqa: E402
+
+from attngan.build import (build_discriminators, build_generator, build_image_encoder,  # noqa: E402
+                           build_text_encoder)
+from attngan.config import load_config  # noqa: E402
+from attngan.gan import copy_G_params, train_step  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--iters', type=int, default=5)
+    ap.add_argument('--warmup', type=int, default=1)
+    ap.add_argument('--batch', type=int, default=2)
+    ap.add_argument('--fused-adam', action='store_true', help='torch.optim.Adam(fused=True)')
+    ap.add_argument('--channels-last', action='store_true', help='G, Ds, image encoder and images NHWC')
+    ap.add_argument('--device', default='cpu')
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format='%(message)s')
+
+    cfg = load_config(ROOT / 'cfg' / 'bird_attn2.yml',
+                      ['GAN.GF_DIM=32', 'GAN.DF_DIM=64', 'TREE.BRANCH_NUM=3', 'DAMSM.INCEPTION_WEIGHTS=random'])
+    n_words, B, T = 5450, args.batch, cfg.TEXT.WORDS_NUM
+    torch.manual_seed(0)
+    text_encoder = build_text_encoder(cfg, n_words).requires_grad_(False).eval()
+    image_encoder = build_image_encoder(cfg).requires_grad_(False).eval()
+    # default torch init instead of the original's orthogonal one (which takes ~30 s at this size)
+    netG = build_generator(cfg, init_weights=False).train()
+    netsD = [d.train() for d in build_discriminators(cfg, init_weights=False)]
+
+    g = torch.Generator().manual_seed(1)
+    cap_lens = torch.sort(torch.randint(5, T + 1, (B,), generator=g), descending=True).values
+    captions = torch.randint(1, n_words, (B, T), generator=g)
+    captions[torch.arange(T)[None, :] >= cap_lens[:, None]] = 0
+    imgs = [torch.rand(B, 3, 64 * 2 ** i, 64 * 2 ** i, generator=g) * 2 - 1 for i in range(3)]
+    class_ids = torch.arange(B)
+    noise = torch.empty(B, cfg.GAN.Z_DIM)
+    labels = dict(real_labels=torch.ones(B), fake_labels=torch.zeros(B), match_labels=torch.arange(B))
+    dev = torch.device(args.device)
+    mf = torch.channels_last if args.channels_last else torch.contiguous_format
+    for m in [text_encoder, image_encoder, netG] + netsD:
+        m.to(dev)
+    for m in [image_encoder, netG] + netsD:
+        m.to(memory_format=mf)
+    imgs = [i.to(dev).contiguous(memory_format=mf) for i in imgs]
+    captions, class_ids, noise = captions.to(dev), class_ids.to(dev), noise.to(dev)
+    labels = {k: v.to(dev) for k, v in labels.items()}
+    adam = dict(lr=cfg.TRAIN.GENERATOR_LR, betas=(0.5, 0.999))
+    if args.fused_adam:
+        adam['fused'] = True
+    optimizerG = torch.optim.Adam(netG.parameters(), **adam)
+    optimizersD = [torch.optim.Adam(d.parameters(), **dict(adam, lr=cfg.TRAIN.DISCRIMINATOR_LR)) for d in netsD]
+    avg = copy_G_params(netG)
+    sm = cfg.TRAIN.SMOOTH
+
+    def sync():
+        if dev.type == 'cuda':
+            torch.cuda.synchronize()
+
+    def step():
+        return train_step(text_encoder, image_encoder, netG, netsD, optimizerG, optimizersD, avg, imgs,
+                          captions, cap_lens, class_ids, noise, **labels, gamma1=sm.GAMMA1, gamma2=sm.GAMMA2,
+                          gamma3=sm.GAMMA3, lambda_=sm.LAMBDA)
+
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.iters):
+        sync()
+        t0 = time.perf_counter()
+        out = step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    assert all(torch.isfinite(v).all() for k, v in out.items() if torch.is_tensor(v))
+    print('iterations (s): ' + ' '.join(f'{t:.3f}' for t in times))
+    print(f'median: {statistics.median(times):.3f} s per iteration (min {min(times):.3f}; device {dev}, '
+          f'threads {torch.get_num_threads()}, batch {B}, Adam {"fused" if args.fused_adam else "default"}, '
+          f'{"channels_last" if args.channels_last else "NCHW"})')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,1 @@
+"""What the DAMSM and GAN trainers share: run folders, seeding, devices, checkpoint IO, logging, signals."""

@@ -1,0 +1,39 @@
+"""Pieces of a training loop both trainers use: reproducible epoch order, NaN guard, timing."""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Iterator, Mapping
+
+import torch
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or Inf; the message names the step and the loss."""
+
+
+def epoch_batches(loader: torch.utils.data.DataLoader, generator: torch.Generator, seed: int, epoch: int,
+                  skip: int = 0) -> Iterator:
+    """Iterate one epoch in an order fixed by (seed, epoch), skipping the first ``skip`` batches.
+
+    ``generator`` is the one the DataLoader was built with (it drives the shuffle and the workers' seeds),
+    so a resumed run sees exactly the batches the interrupted run would have seen. Skipped batches are
+    loaded and dropped, which keeps each worker's random crops in step.
+    """
+    generator.manual_seed(seed * 100003 + epoch)
+    it = iter(loader)
+    if skip:
+        for _ in itertools.islice(it, skip):
+            pass
+    return it
+
+
+def check_finite(losses: Mapping[str, torch.Tensor], step: int) -> None:
+    """Raise :class:`NonFiniteLossError` naming the first non-finite loss (one host sync)."""
+    values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
+    if bool(torch.isfinite(values).all()):
+        return
+    for name, v in zip(losses, values.tolist()):
+        if not math.isfinite(v):
+            raise NonFiniteLossError(f'step {step}: loss {name} is {v}; stopping. '
+                                     f'The last good checkpoint is left untouched.')

@@ -1,0 +1,128 @@
+"""Command-line parsing, config resolution, device choice, seeding and run folders for both trainers."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import Config, ConfigError, load_config, resolve_path, to_yaml
+from .logger import setup_logging
+
+log = logging.getLogger('attngan')
+
+
+def build_arg_parser(description: str, default_cfg: str) -> argparse.ArgumentParser:
+    """The original's flags (--cfg, --gpu, --data_dir, --manualSeed) plus --set and --resume."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument('--cfg', dest='cfg_file', default=default_cfg, help='YAML config (default: %(default)s)')
+    p.add_argument('--gpu', dest='gpu_id', type=int, default=None,
+                   help='GPU index; -1 runs on the CPU (default: GPU_ID of the config when CUDA is available)')
+    p.add_argument('--data_dir', default='', help='overrides DATA_DIR')
+    p.add_argument('--manualSeed', type=int, default=None, help='seed (default: random; 100 when sampling)')
+    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                   help='override a config key, e.g. --set TRAIN.BATCH_SIZE=8 (repeatable; YAML values)')
+    p.add_argument('--resume', default=None, metavar='PATH|latest',
+                   help="continue a run from its full checkpoint (train_state.pt) or the newest one ('latest')")
+    p.add_argument('--output_dir', default=None,
+                   help='write this run into this folder instead of OUTPUT_DIR/<dataset>_<config>_<timestamp>')
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Load the config file, apply --set, then the original's flags (--gpu, --data_dir)."""
+    cfg = load_config(args.cfg_file, args.overrides)
+    if args.gpu_id is not None:
+        if args.gpu_id < 0:
+            cfg.CUDA = False
+        else:
+            cfg.GPU_ID = args.gpu_id
+    if args.data_dir:
+        cfg.DATA_DIR = str(Path(args.data_dir).resolve())
+    if args.resume is not None:
+        cfg.TRAIN.RESUME = args.resume
+    return cfg
+
+
+def select_device(cfg: Config) -> torch.device:
+    """CUDA device GPU_ID when CUDA is set and available, else the CPU (said once in the log)."""
+    if cfg.CUDA and torch.cuda.is_available():
+        if cfg.GPU_ID >= torch.cuda.device_count():
+            raise ConfigError(f'GPU_ID={cfg.GPU_ID}, but only {torch.cuda.device_count()} GPU(s) are visible')
+        torch.cuda.set_device(cfg.GPU_ID)
+        device = torch.device('cuda', cfg.GPU_ID)
+        log.info('device: %s (%s)', device, torch.cuda.get_device_name(device))
+    else:
+        why = 'CUDA disabled (--gpu -1 or CUDA: False)' if not cfg.CUDA else 'no GPU available'
+        device = torch.device('cpu')
+        cfg.CUDA = False
+        log.info('device: cpu (%s; %d threads)', why, torch.get_num_threads())
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def choose_seed(cfg: Config, manual_seed: int | None) -> int:
+    """The original: seed 100 when sampling (TRAIN.FLAG False), else the given or a random one."""
+    if not cfg.TRAIN.FLAG:
+        return 100 if manual_seed is None else manual_seed
+    return random.randint(1, 10000) if manual_seed is None else manual_seed
+
+
+@dataclass
+class Run:
+    """One run's folders: ``root/Model`` (checkpoints), ``root/Image`` (pictures), logs and metrics."""
+
+    cfg: Config
+    root: Path
+    device: torch.device
+    seed: int
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / 'Model'
+
+    @property
+    def image_dir(self) -> Path:
+        return self.root / 'Image'
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.root / 'metrics.jsonl'
+
+
+def run_name(cfg: Config) -> str:
+    return f'{cfg.DATASET_NAME}_{cfg.CONFIG_NAME}'
+
+
+def start_run(cfg: Config, manual_seed: int | None = None, output_dir: str | None = None,
+              root: Path | None = None) -> Run:
+    """Create (or reuse, when resuming) the run folder, log the resolved config, seed, pick the device."""
+    if root is None:
+        if output_dir:
+            root = Path(output_dir).resolve()
+        else:
+            stamp = datetime.datetime.now().strftime('%Y_%m_%d_%H_%M_%S')
+            root = resolve_path(cfg.OUTPUT_DIR) / f'{run_name(cfg)}_{stamp}'
+    (root / 'Model').mkdir(parents=True, exist_ok=True)
+    (root / 'Image').mkdir(parents=True, exist_ok=True)
+    setup_logging(root / 'log.txt')
+    seed = choose_seed(cfg, manual_seed)
+    seed_everything(seed)
+    device = select_device(cfg)
+    log.info('run folder: %s', root)
+    log.info('seed: %d', seed)
+    log.info('resolved config:\n%s', to_yaml(cfg))
+    (root / 'config.yaml').write_text(to_yaml(cfg), encoding='utf-8')
+    return Run(cfg=cfg, root=root, device=device, seed=seed)

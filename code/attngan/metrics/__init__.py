@@ -1,0 +1,8 @@
+"""Evaluation metrics: FID (standard TTUR / pytorch-fid and legacy DM-GAN protocols),
+Inception Score, and R-precision.
+
+Submodules: ``inception`` (networks and weight lookup), ``fid``, ``inception_score``,
+``r_precision``. Nothing is imported eagerly beyond these names, so ``import attngan.metrics``
+stays cheap.
+"""
+__all__ = ['inception', 'fid', 'inception_score', 'r_precision']

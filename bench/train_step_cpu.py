@@ -10,7 +10,13 @@ The default is the faithful path: fp32, NCHW, torch.optim.Adam with its default 
 (as the original). --fused-adam and --channels-last time the optional speed-ups (same fp32 math,
 different rounding); --device cuda times the same iteration on a GPU.
 
-    python bench/train_step_cpu.py [--threads 2] [--iters 5] [--fused-adam] [--channels-last] [--device cpu]
+glibc's malloc returns every freed block above 32 MB (and the trimmed heap top) to the OS, so each
+iteration page-faults its big tensors (D_NET256's weights and gradients, Adam temporaries, 256 px
+activations) back in: about a third of the wall time on a 2-core CPU. tune_malloc() keeps freed
+memory in the process (no effect on any number); --no-malloc-tuning times without it.
+
+    python bench/train_step_cpu.py [--threads 2] [--iters 5] [--fused-adam] [--channels-last]
+                                   [--no-malloc-tuning] [--device cpu]
 """
 import argparse
 import logging
@@ -30,6 +36,21 @@ from attngan.config import load_config  # noqa: E402
 from attngan.gan import copy_G_params, train_step  # noqa: E402
 
 
+def tune_malloc() -> bool:
+    """Keep freed heap memory in the process (glibc mallopt); returns False where unavailable."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+        M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+        ok = libc.mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024)  # glibc's maximum on 64-bit
+        ok &= libc.mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1)
+        ok &= libc.mallopt(M_TOP_PAD, 256 * 1024 * 1024)
+        return bool(ok)
+    except (OSError, AttributeError):
+        return False
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--threads', type=int, default=2)
@@ -39,7 +60,9 @@ def main():
     ap.add_argument('--fused-adam', action='store_true', help='torch.optim.Adam(fused=True)')
     ap.add_argument('--channels-last', action='store_true', help='G, Ds, image encoder and images NHWC')
     ap.add_argument('--device', default='cpu')
+    ap.add_argument('--no-malloc-tuning', action='store_true', help="keep glibc's default malloc settings")
     args = ap.parse_args()
+    tuned = False if args.no_malloc_tuning else tune_malloc()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
 
@@ -100,7 +123,7 @@ def main():
     print('iterations (s): ' + ' '.join(f'{t:.3f}' for t in times))
     print(f'median: {statistics.median(times):.3f} s per iteration (min {min(times):.3f}; device {dev}, '
           f'threads {torch.get_num_threads()}, batch {B}, Adam {"fused" if args.fused_adam else "default"}, '
-          f'{"channels_last" if args.channels_last else "NCHW"})')
+          f'{"channels_last" if args.channels_last else "NCHW"}, malloc {"tuned" if tuned else "default"})')
 
 
 if __name__ == '__main__':

@@ -38,3 +38,20 @@ def shared_birds() -> Path:
 def shared_coco() -> Path:
     """../shared/data/coco: COCO split lists and caption annotation samples."""
     return _require(SHARED / 'data' / 'coco')
+
+
+@pytest.fixture(scope='session')
+def tiny_toy(tmp_path_factory) -> Path:
+    """A small toy dataset (8 classes, 6 train + 2 test; 6 images each, ~120x90) for trainer tests."""
+    from attngan.data.toy import make_toy_dataset
+    out = tmp_path_factory.mktemp('toy') / 'toy'
+    make_toy_dataset(out, seed=0, n_classes=8, images_per_class=6, image_size=(120, 90), n_test_classes=2)
+    return out
+
+
+#: --set overrides that make the toy configs tiny enough for tests (seconds per run on 2 CPU cores)
+TINY_DAMSM = ['TRAIN.BATCH_SIZE=6', 'TREE.BASE_SIZE=64', 'DAMSM.IMAGE_SIZE=80', 'TEXT.EMBEDDING_DIM=16',
+              'TRAIN.MAX_EPOCH=2', 'TRAIN.SNAPSHOT_INTERVAL=1', 'TRAIN.DAMSM_UPDATE_INTERVAL=4']
+TINY_GAN = ['TRAIN.BATCH_SIZE=4', 'GAN.GF_DIM=8', 'GAN.DF_DIM=4', 'GAN.Z_DIM=8', 'GAN.CONDITION_DIM=8',
+            'TEXT.EMBEDDING_DIM=16', 'DAMSM.IMAGE_SIZE=80', 'TRAIN.MAX_EPOCH=2', 'TRAIN.SNAPSHOT_INTERVAL=1',
+            'TRAIN.LOG_INTERVAL=2', 'TRAIN.SAMPLE_INTERVAL=5']

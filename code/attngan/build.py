@@ -48,12 +48,16 @@ def inception_weights(cfg: Config) -> str:
     return w if w in ('imagenet', 'random') else str(resolve_path(w))
 
 
-def build_image_encoder(cfg: Config, device: Device = None) -> CNN_ENCODER:
-    """CNN_ENCODER with nef = TEXT.EMBEDDING_DIM, or 256 when TRAIN.FLAG is False."""
+def build_image_encoder(cfg: Config, device: Device = None, weights: Optional[str] = None) -> CNN_ENCODER:
+    """CNN_ENCODER with nef = TEXT.EMBEDDING_DIM, or 256 when TRAIN.FLAG is False.
+
+    weights: overrides DAMSM.INCEPTION_WEIGHTS; 'none' when a DAMSM image_encoder file is loaded next.
+    """
     # Original rule (CNN_ENCODER.__init__): outside training, nef is forced to 256 ("uniform ranker")
     nef = cfg.TEXT.EMBEDDING_DIM if cfg.TRAIN.FLAG else 256
-    net = CNN_ENCODER(nef, weights=inception_weights(cfg), align_corners=cfg.DAMSM.ALIGN_CORNERS,
-                      train_trunk=cfg.DAMSM.TRAIN_TRUNK, trunk_bn_eval=cfg.DAMSM.TRUNK_BN_EVAL)
+    net = CNN_ENCODER(nef, weights=weights or inception_weights(cfg), align_corners=cfg.DAMSM.ALIGN_CORNERS,
+                      train_trunk=cfg.DAMSM.TRAIN_TRUNK, trunk_bn_eval=cfg.DAMSM.TRUNK_BN_EVAL,
+                      image_size=cfg.DAMSM.IMAGE_SIZE)
     return _finish(net, 'CNN_ENCODER', device)
 
 

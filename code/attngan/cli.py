@@ -9,9 +9,21 @@ from pathlib import Path
 from .config import ConfigError, resolve_path, to_yaml
 from .engine.checkpoint import TRAIN_STATE_NAME, find_latest, load_train_state
 from .engine.loop import NonFiniteLossError
-from .engine.run import build_arg_parser, config_from_args, run_name, start_run
+from .engine.logger import setup_logging
+from .engine.run import (build_arg_parser, choose_seed, config_from_args, run_name, seed_everything,
+                         select_device, start_run)
 
 log = logging.getLogger('attngan')
+
+
+def _user_errors() -> tuple:
+    """Errors caused by input (config, files, data, weights): one line on stderr, no stack trace."""
+    from .data import DatasetError
+    from .models import InceptionWeightsError
+    return (ConfigError, FileNotFoundError, ValueError, NonFiniteLossError, DatasetError, InceptionWeightsError)
+
+
+USER_ERRORS = _user_errors()
 
 
 def _load(argv, description: str, default_cfg: str):
@@ -27,10 +39,41 @@ def _load(argv, description: str, default_cfg: str):
 
 def main(argv=None) -> int:
     """``python main.py --cfg cfg/bird_attn2.yml``: train (TRAIN.FLAG) or sample an AttnGAN/DualAttnGAN."""
-    args, cfg = _load(argv, 'Train or sample an AttnGAN / DualAttnGAN generator', 'cfg/bird_attn2.yml')
-    print(to_yaml(cfg))
-    print('error: the GAN trainer is not yet implemented in this version', file=sys.stderr)
-    return 3
+    parser = build_arg_parser('Train or sample an AttnGAN / DualAttnGAN generator', 'cfg/bird_attn2.yml')
+    parser.add_argument('--caption', action='append', default=[], metavar='TEXT',
+                        help='sampling: generate images for this caption (repeatable) instead of '
+                             'example_filenames.txt or the test split')
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        if args.caption:
+            cfg.TRAIN.FLAG = False
+        from .gan import train_gan
+        from .sampling import gen_example, gen_from_text, sample_split
+        t0 = time.time()
+        if cfg.TRAIN.FLAG:
+            state, root = _resume_state(cfg, 'gan')
+            seed = state['seed'] if state is not None else args.manualSeed
+            run = start_run(cfg, seed, args.output_dir, root=root)
+            train_gan(cfg, run, resume_state=state)
+            log.info('training done in %.1f s; checkpoints in %s, pictures in %s', time.time() - t0,
+                     run.model_dir, run.image_dir)
+            return 0
+        setup_logging()
+        seed_everything(choose_seed(cfg, args.manualSeed))
+        device = select_device(cfg)
+        if args.caption:
+            files = gen_from_text(cfg, device, args.caption)
+            log.info('wrote %d files under %s', len(files), files[0].parent if files else '-')
+        elif cfg.B_VALIDATION:
+            sample_split(cfg, device)
+        else:
+            files = gen_example(cfg, device)
+            log.info('wrote %d files', len(files))
+        log.info('sampling done in %.1f s', time.time() - t0)
+        return 0
+    except USER_ERRORS as e:
+        return _fail(e)
 
 
 def _resume_state(cfg, kind: str):
@@ -64,7 +107,7 @@ def pretrain_damsm(argv=None) -> int:
         run = start_run(cfg, seed, args.output_dir, root=root)
         t0 = time.time()
         last = train_damsm(cfg, run, resume_state=state)
-    except (ConfigError, FileNotFoundError, ValueError, NonFiniteLossError) as e:
+    except USER_ERRORS as e:
         return _fail(e)
     log.info('DAMSM done in %.1f s; encoders and pictures are in %s', time.time() - t0, run.root)
     return 0

@@ -139,9 +139,9 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
     start_epoch, start_step, lr = 0, 0, cfg.TRAIN.ENCODER_LR
     if cfg.TRAIN.NET_E and resume_state is None:
         net_e = resolve_path(cfg.TRAIN.NET_E)
+        start_epoch = encoder_epoch(net_e) + 1  # the original continues at N+1 with lr reset to ENCODER_LR
         load_state_dict_file(net_e, text_encoder, 'text encoder')
         load_state_dict_file(image_encoder_path(net_e), image_encoder, 'image encoder')
-        start_epoch = encoder_epoch(net_e) + 1  # the original continues at N+1 with lr reset to ENCODER_LR
         log.info('loaded %s and its image encoder; continuing at epoch %d', net_e, start_epoch)
     params = list(text_encoder.parameters()) + [p for p in image_encoder.parameters() if p.requires_grad]
     optimizer_state = None

@@ -18,14 +18,33 @@ its next D step zeroes before use. This skips the D weight gradients in the G st
 """
 from __future__ import annotations
 
+import logging
+import re
+import time
+from pathlib import Path
 from typing import Dict, List, Sequence
 
 import torch
 import torch.nn as nn
+from tqdm import tqdm
 
-from .losses import KL_loss, discriminator_loss, format_g_logs, generator_loss
+from .build import build_discriminators, build_generator, build_image_encoder, build_text_encoder
+from .config import Config, ConfigError, resolve_path
+from .damsm import image_encoder_path
+from .data import build_dataloader, prepare_data
+from .engine.checkpoint import TRAIN_STATE_NAME, atomic_save, rng_state, save_train_state, set_rng_state
+from .engine.logger import MetricsWriter
+from .engine.loop import check_finite, epoch_batches
+from .engine.run import Run
+from .engine.signals import GracefulInterrupt
+from .losses import KL_loss, discriminator_loss, format_g_logs, generator_loss, words_loss
+from .sampling import encode_text
+from .viz import attention_picture, sample_grid, save_png
+from .weights import load_state_dict_file
 
-__all__ = ['train_step', 'format_logs', 'copy_G_params', 'load_params', 'ema_update']
+__all__ = ['train_step', 'format_logs', 'copy_G_params', 'load_params', 'ema_update', 'train_gan']
+
+log = logging.getLogger('attngan')
 
 
 # ------------------------------------------------------------------ EMA of the generator weights
@@ -116,3 +135,194 @@ def format_logs(out: Dict[str, object], n_discriminators: int):
     D_logs = ''.join('errD%d: %.2f ' % (i, out[f'errD{i}'].item()) for i in range(n_discriminators))
     G_logs = format_g_logs(out, n_discriminators) + 'kl_loss: %.2f ' % out['kl_loss'].item()
     return D_logs, G_logs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The training loop (the original condGANTrainer.train), with snapshots, pictures, logs and exact resume.
+# ---------------------------------------------------------------------------------------------------------
+
+def generator_epoch(path: str | Path) -> int:
+    """``.../netG_epoch_120.pth`` -> 120 (the original's resume rule: continue at N + 1)."""
+    m = re.search(r'_(\d+)\.pth$', str(path))
+    if not m:
+        raise ValueError(f'TRAIN.NET_G={path!r}: expected a file named netG_epoch_<epoch>.pth')
+    return int(m.group(1))
+
+
+def load_frozen_encoders(cfg: Config, n_words: int, device: torch.device):
+    """Text encoder from TRAIN.NET_E and the image encoder saved beside it, frozen, in eval mode."""
+    if not cfg.TRAIN.NET_E:
+        raise ConfigError('TRAIN.NET_E is empty: the GAN needs pretrained DAMSM encoders '
+                          '(run pretrain_DAMSM.py first, or download the released ones; see README)')
+    net_e = resolve_path(cfg.TRAIN.NET_E)
+    text_encoder = build_text_encoder(cfg, n_words)
+    load_state_dict_file(net_e, text_encoder, 'text encoder')
+    image_encoder = build_image_encoder(cfg, weights='none')
+    load_state_dict_file(image_encoder_path(net_e), image_encoder, 'image encoder')
+    for net in (text_encoder, image_encoder):
+        net.requires_grad_(False)
+        net.eval()
+    return text_encoder.to(device), image_encoder.to(device)
+
+
+@torch.no_grad()
+def save_pictures(netG, avg_params, fixed_noise, text_encoder, captions, cap_lens, image_encoder, ixtoword,
+                  image_dir: Path, tag: str, cfg: Config) -> None:
+    """Sample grid of every stage and the attention pictures, made with the averaged (EMA) weights.
+
+    As the original, G stays in train mode here (BN batch statistics; its running statistics are updated
+    by this forward, and the CA noise is drawn from the global generator).
+    """
+    words_emb, sent_emb, mask = encode_text(text_encoder, captions, cap_lens)
+    backup = copy_G_params(netG)
+    load_params(netG, avg_params)
+    fake_imgs, att_maps, _, _ = netG(fixed_noise, sent_emb, words_emb, mask)
+    load_params(netG, backup)
+    save_png(sample_grid(fake_imgs), image_dir / f'G_average_{tag}_grid.png')
+    for i, maps in enumerate(att_maps or []):
+        lr_img = fake_imgs[i] if len(fake_imgs) > 1 else None
+        img = fake_imgs[i + 1] if len(fake_imgs) > 1 else fake_imgs[0]
+        save_png(attention_picture(img, captions, ixtoword, maps, lr_images=lr_img),
+                 image_dir / f'G_average_{tag}_{i}.png')
+    if not att_maps:  # the fork's generators return no maps: words over images only
+        save_png(attention_picture(fake_imgs[-1], captions, ixtoword, None), image_dir / f'G_average_{tag}.png')
+    region_features, _ = image_encoder(fake_imgs[-1])
+    s = cfg.TRAIN.SMOOTH
+    _, _, maps = words_loss(region_features, words_emb, None, cap_lens, None, captions.size(0),
+                            gamma1=s.GAMMA1, gamma2=s.GAMMA2, gamma3=s.GAMMA3)
+    save_png(attention_picture(fake_imgs[-1], captions, ixtoword, maps), image_dir / f'D_average_{tag}.png')
+
+
+def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
+    """Train G and the Ds (TRAIN.FLAG True). Returns the last epoch's summary."""
+    device = run.device
+    generator = torch.Generator()
+    loader, dataset = build_dataloader(cfg, 'train', shuffle=True, drop_last=True, generator=generator,
+                                       device=device)
+    batch_size = cfg.TRAIN.BATCH_SIZE
+    if len(loader) == 0:
+        raise ValueError(f'the train split of {cfg.DATA_DIR} has {len(dataset)} images, fewer than '
+                         f'TRAIN.BATCH_SIZE={batch_size}')
+    text_encoder, image_encoder = load_frozen_encoders(cfg, dataset.n_words, device)
+    netG = build_generator(cfg).to(device)
+    netsD = [d.to(device) for d in build_discriminators(cfg)]
+    start_epoch, start_step = 0, 0
+    if cfg.TRAIN.NET_G and resume_state is None:
+        net_g = resolve_path(cfg.TRAIN.NET_G)
+        load_state_dict_file(net_g, netG, 'generator')
+        start_epoch = generator_epoch(net_g) + 1
+        if cfg.TRAIN.B_NET_D:
+            for i, netD in enumerate(netsD):
+                load_state_dict_file(net_g.parent / f'netD{i}.pth', netD, f'discriminator {i}')
+        log.info('loaded %s; continuing at epoch %d', net_g, start_epoch)
+    avg_params = copy_G_params(netG)
+    optimizerG = torch.optim.Adam(netG.parameters(), lr=cfg.TRAIN.GENERATOR_LR, betas=(0.5, 0.999))
+    optimizersD = [torch.optim.Adam(d.parameters(), lr=cfg.TRAIN.DISCRIMINATOR_LR, betas=(0.5, 0.999))
+                   for d in netsD]
+    fixed_noise = torch.randn(batch_size, cfg.GAN.Z_DIM, device=device)
+    noise = torch.empty(batch_size, cfg.GAN.Z_DIM, device=device)
+    real_labels = torch.ones(batch_size, device=device)
+    fake_labels = torch.zeros(batch_size, device=device)
+    match_labels = torch.arange(batch_size, device=device)
+    s = cfg.TRAIN.SMOOTH
+    gen_iterations = 0
+    if resume_state is not None:
+        netG.load_state_dict(resume_state['netG'])
+        for d, sd in zip(netsD, resume_state['netsD']):
+            d.load_state_dict(sd)
+        avg_params = [p.to(device) for p in resume_state['avg_params']]
+        optimizerG.load_state_dict(resume_state['optimizerG'])
+        for o, sd in zip(optimizersD, resume_state['optimizersD']):
+            o.load_state_dict(sd)
+        fixed_noise = resume_state['fixed_noise'].to(device)
+        start_epoch, start_step = resume_state['epoch'], resume_state['step']
+        gen_iterations = resume_state['gen_iterations']
+        log.info('resuming at epoch %d, batch %d (iteration %d)', start_epoch, start_step, gen_iterations)
+
+    metrics = MetricsWriter(run.metrics_path, run.root / 'tensorboard' if cfg.TRAIN.TENSORBOARD else None)
+    max_steps = cfg.TRAIN.MAX_STEPS
+    last: dict = {}
+
+    def checkpoint(epoch: int, step: int) -> None:
+        save_train_state(run.model_dir / TRAIN_STATE_NAME, kind='gan', epoch=epoch, step=step,
+                         gen_iterations=gen_iterations, netG=netG.state_dict(),
+                         netsD=[d.state_dict() for d in netsD], avg_params=[p.detach().cpu() for p in avg_params],
+                         optimizerG=optimizerG.state_dict(), optimizersD=[o.state_dict() for o in optimizersD],
+                         fixed_noise=fixed_noise.cpu(), seed=run.seed, n_words=dataset.n_words,
+                         config=cfg.to_dict(), rng=rng_state())
+
+    def snapshot(epoch: int) -> None:
+        """The original's files: netG_epoch_<N>.pth holds the averaged weights; netD<i>.pth the Ds."""
+        backup = copy_G_params(netG)
+        load_params(netG, avg_params)
+        atomic_save(netG.state_dict(), run.model_dir / f'netG_epoch_{epoch}.pth')
+        load_params(netG, backup)
+        for i, d in enumerate(netsD):
+            atomic_save(d.state_dict(), run.model_dir / f'netD{i}.pth')
+        log.info('saved netG_epoch_%d.pth and %d netD files in %s', epoch, len(netsD), run.model_dir)
+
+    netG.train()
+    for d in netsD:
+        d.train()
+    with GracefulInterrupt() as interrupt:
+        for epoch in range(start_epoch, cfg.TRAIN.MAX_EPOCH):
+            skip = start_step if epoch == start_epoch else 0
+            batches = epoch_batches(loader, generator, run.seed, epoch, skip=skip)
+            if resume_state is not None:
+                set_rng_state(resume_state['rng'])
+                resume_state = None
+            t0 = time.time()
+            bar = tqdm(batches, total=len(loader), initial=skip, desc=f'GAN epoch {epoch}', leave=False,
+                       dynamic_ncols=True, disable=None)
+            step = skip
+            for batch in bar:
+                imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, device)
+                out = train_step(text_encoder, image_encoder, netG, netsD, optimizerG, optimizersD, avg_params,
+                                 imgs, captions, cap_lens, class_ids, noise, real_labels, fake_labels,
+                                 match_labels, gamma1=s.GAMMA1, gamma2=s.GAMMA2, gamma3=s.GAMMA3,
+                                 lambda_=s.LAMBDA, ema_decay=cfg.TRAIN.EMA_DECAY)
+                losses = {k: v for k, v in out.items() if k.startswith(('errD', 'errG', 'g_loss', 'w_loss',
+                                                                          's_loss', 'kl_loss'))}
+                step += 1
+                gen_iterations += 1
+                check_finite(losses, gen_iterations)
+                if gen_iterations % cfg.TRAIN.LOG_INTERVAL == 0 or step == len(loader):
+                    values = {k: float(v) for k, v in losses.items()}
+                    bar.set_postfix({k: f'{v:.2f}' for k, v in values.items() if k.startswith(('errD', 'errG'))})
+                    metrics.write({'kind': 'gan_step', 'epoch': epoch, 'iteration': gen_iterations, **values},
+                                  step=gen_iterations)
+                if gen_iterations % cfg.TRAIN.SAMPLE_INTERVAL == 0:
+                    save_pictures(netG, avg_params, fixed_noise, text_encoder, captions, cap_lens, image_encoder,
+                                  dataset.ixtoword, run.image_dir, f'iter{gen_iterations}', cfg)
+                if interrupt.stop_requested or (max_steps and gen_iterations >= max_steps):
+                    checkpoint(epoch, step)
+                    bar.close()
+                    why = 'interrupted' if interrupt.stop_requested else f'TRAIN.MAX_STEPS={max_steps} reached'
+                    log.info('%s at epoch %d, batch %d: checkpoint written to %s', why, epoch, step,
+                             run.model_dir / TRAIN_STATE_NAME)
+                    metrics.close()
+                    return last
+            bar.close()
+            elapsed = time.time() - t0
+            n_done = len(loader) - skip
+            last = {'kind': 'gan_epoch', 'epoch': epoch, 'iteration': gen_iterations, 'time_s': elapsed,
+                    'images_per_s': n_done * batch_size / max(elapsed, 1e-9),
+                    **{k: float(v) for k, v in losses.items()}}
+            metrics.write(last, step=gen_iterations)
+            log.info('[%d/%d][%d] Loss_D: %.2f Loss_G: %.2f Time: %.2fs (%.1f images/s)', epoch,
+                     cfg.TRAIN.MAX_EPOCH, len(loader), last['errD_total'], last['errG_total'], elapsed,
+                     last['images_per_s'])
+            save_pictures(netG, avg_params, fixed_noise, text_encoder, captions, cap_lens, image_encoder,
+                          dataset.ixtoword, run.image_dir, f'epoch{epoch}', cfg)
+            if epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0:
+                snapshot(epoch)
+            if (epoch + 1) % cfg.TRAIN.CHECKPOINT_INTERVAL == 0 or interrupt.stop_requested:
+                checkpoint(epoch + 1, 0)
+            if interrupt.stop_requested:
+                log.info('interrupted after epoch %d: checkpoint written', epoch)
+                metrics.close()
+                return last
+    snapshot(cfg.TRAIN.MAX_EPOCH)  # the original's final save is named after MAX_EPOCH
+    checkpoint(cfg.TRAIN.MAX_EPOCH, 0)
+    metrics.close()
+    return last

@@ -202,7 +202,8 @@ class CNN_ENCODER(nn.Module):
     """Inception-v3 image encoder of DAMSM.
 
     nef: embedding size; weights: 'imagenet' (torchvision ImageNet weights for the trunk),
-    'random' (He-initialised trunk, for tests/toy runs; logged as a warning) or a path to a
+    'random' (He-initialised trunk, for tests/toy runs; logged as a warning), 'none' (left as
+    constructed: the caller loads a full CNN_ENCODER state_dict, e.g. image_encoder200.pth) or a path to a
     torchvision Inception-v3 (or CNN_ENCODER) state_dict; align_corners: of the bilinear resize to 299
     (False: PyTorch >= 0.4, as the fixtures; True: PyTorch 0.3, under which the released encoders
     were trained); train_trunk: let the trunk train (the original freezes it); trunk_bn_eval: keep
@@ -250,6 +251,8 @@ class CNN_ENCODER(nn.Module):
         self.init_trainable_weights()
 
     def _load_trunk(self, weights: str) -> None:
+        if weights == 'none':  # the caller loads a whole CNN_ENCODER state_dict next (DAMSM checkpoint)
+            return
         if weights == 'random':
             logger.warning('CNN_ENCODER: the Inception-v3 trunk is RANDOMLY initialised '
                            "(DAMSM.INCEPTION_WEIGHTS='random'): fine for tests and toy runs, "

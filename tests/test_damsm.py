@@ -1,0 +1,87 @@
+"""DAMSM pretraining through the real entry point: snapshots, pictures, metrics, exact resume, NET_E resume."""
+import json
+
+import pytest
+import torch
+
+from attngan.cli import pretrain_damsm
+from attngan.damsm import encoder_epoch, image_encoder_path, retrieval_accuracy
+from conftest import TINY_DAMSM
+
+
+def _run(toy, out, *extra):
+    args = ['--cfg', 'cfg/DAMSM/toy.yml', '--gpu', '-1', '--data_dir', str(toy), '--manualSeed', '3',
+            '--output_dir', str(out)]
+    for kv in TINY_DAMSM + list(extra):
+        args += ['--set', kv]
+    return pretrain_damsm(args)
+
+
+@pytest.fixture(scope='module')
+def straight_run(tiny_toy, tmp_path_factory):
+    out = tmp_path_factory.mktemp('damsm') / 'run'
+    assert _run(tiny_toy, out) == 0
+    return out
+
+
+def test_outputs_in_original_layout(straight_run):
+    model = straight_run / 'Model'
+    for e in (0, 1):
+        assert (model / f'text_encoder{e}.pth').is_file() and (model / f'image_encoder{e}.pth').is_file()
+    sd = torch.load(model / 'text_encoder1.pth', weights_only=True)
+    assert 'encoder.weight' in sd and 'rnn.weight_ih_l0' in sd
+    assert list((straight_run / 'Image').glob('attention_maps_e0_s0.png'))
+    assert list((straight_run / 'Image').glob('val_attention_e1.png'))
+    records = [json.loads(l) for l in (straight_run / 'metrics.jsonl').read_text().splitlines()]
+    epochs = [r for r in records if r['kind'] == 'damsm_epoch']
+    assert [r['epoch'] for r in epochs] == [0, 1]
+    for r in epochs:
+        assert r['val_w_loss'] > 0 and r['val_s_loss'] > 0  # shuffled test batches mix classes
+        assert 0.0 <= r['r_precision_i2t'] <= 1.0 and r['r_precision_candidates'] >= 2
+    assert epochs[1]['lr'] == pytest.approx(0.002 * 0.98)
+    assert (straight_run / 'config.yaml').is_file()
+
+
+def test_resume_mid_epoch_equals_straight_run(straight_run, tiny_toy, tmp_path):
+    out = tmp_path / 'run'
+    # 36 train images / batch 6 = 6 batches per epoch: stop in the middle of epoch 1
+    assert _run(tiny_toy, out, 'TRAIN.MAX_STEPS=9') == 0
+    state = torch.load(out / 'Model' / 'train_state.pt', weights_only=False)
+    assert (state['epoch'], state['step']) == (1, 3)
+    args_resume = ['TRAIN.RESUME=' + str(out / 'Model' / 'train_state.pt')]
+    assert _run(tiny_toy, out, *args_resume) == 0
+    a = torch.load(straight_run / 'Model' / 'text_encoder1.pth', weights_only=True)
+    b = torch.load(out / 'Model' / 'text_encoder1.pth', weights_only=True)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
+    a = torch.load(straight_run / 'Model' / 'image_encoder1.pth', weights_only=True)
+    b = torch.load(out / 'Model' / 'image_encoder1.pth', weights_only=True)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
+
+
+def test_net_e_resume_continues_at_next_epoch(straight_run, tiny_toy, tmp_path):
+    net_e = straight_run / 'Model' / 'text_encoder0.pth'
+    assert encoder_epoch(net_e) == 0 and image_encoder_path(net_e).name == 'image_encoder0.pth'
+    out = tmp_path / 'run'
+    assert _run(tiny_toy, out, f'TRAIN.NET_E={net_e}') == 0
+    assert not (out / 'Model' / 'text_encoder0.pth').exists()
+    assert (out / 'Model' / 'text_encoder1.pth').is_file()
+
+
+def test_bad_net_e_name_is_one_clear_error(tiny_toy, tmp_path, capsys):
+    bad = tmp_path / 'encoder.pth'
+    bad.write_bytes(b'')
+    assert _run(tiny_toy, tmp_path / 'run', f'TRAIN.NET_E={bad}') == 2
+    assert 'text_encoder<epoch>.pth' in capsys.readouterr().err
+
+
+def test_retrieval_accuracy_known_cases():
+    torch.manual_seed(0)
+    n, d = 60, 8
+    classes = torch.arange(n) % 6
+    img = torch.randn(n, d)
+    perfect = retrieval_accuracy(img, img.clone(), classes, n_candidates=20)
+    assert perfect['r_precision_i2t'] == 1.0 and perfect['r_precision_t2i'] == 1.0
+    chance = retrieval_accuracy(img, torch.randn(n, d), classes, n_candidates=20)
+    assert chance['r_precision_i2t'] < 0.5

@@ -1,0 +1,109 @@
+"""AttnGAN training and sampling through main.py's entry point on a tiny toy dataset."""
+import json
+
+import pytest
+import torch
+
+from attngan.build import build_generator
+from attngan.cli import main, pretrain_damsm
+from attngan.config import load_config
+from attngan.gan import generator_epoch
+from conftest import TINY_DAMSM, TINY_GAN
+
+
+@pytest.fixture(scope='module')
+def encoders(tiny_toy, tmp_path_factory):
+    out = tmp_path_factory.mktemp('damsm') / 'run'
+    args = ['--cfg', 'cfg/DAMSM/toy.yml', '--gpu', '-1', '--data_dir', str(tiny_toy), '--manualSeed', '1',
+            '--output_dir', str(out)]
+    for kv in TINY_DAMSM + ['TRAIN.MAX_EPOCH=1']:
+        args += ['--set', kv]
+    assert pretrain_damsm(args) == 0
+    return out / 'Model' / 'text_encoder0.pth'
+
+
+def _gan_args(toy, out, net_e, cfg='cfg/toy_attn2.yml', extra=()):
+    args = ['--cfg', cfg, '--gpu', '-1', '--data_dir', str(toy), '--manualSeed', '5', '--output_dir', str(out)]
+    for kv in TINY_GAN + [f'TRAIN.NET_E={net_e}'] + list(extra):
+        args += ['--set', kv]
+    return args
+
+
+@pytest.fixture(scope='module')
+def gan_run(tiny_toy, encoders, tmp_path_factory):
+    out = tmp_path_factory.mktemp('gan') / 'run'
+    assert main(_gan_args(tiny_toy, out, encoders)) == 0
+    return out
+
+
+def test_snapshots_and_pictures(gan_run):
+    model = gan_run / 'Model'
+    # the original saves at epoch % SNAPSHOT_INTERVAL == 0 and once more at the end, named MAX_EPOCH
+    assert sorted(p.name for p in model.glob('netG_epoch_*.pth')) == \
+        ['netG_epoch_0.pth', 'netG_epoch_1.pth', 'netG_epoch_2.pth']
+    assert (model / 'netD0.pth').is_file() and (model / 'netD1.pth').is_file()
+    images = {p.name for p in (gan_run / 'Image').iterdir()}
+    assert 'G_average_epoch1_grid.png' in images and 'G_average_epoch1_0.png' in images
+    assert 'D_average_epoch1.png' in images and 'G_average_iter5_grid.png' in images
+    records = [json.loads(l) for l in (gan_run / 'metrics.jsonl').read_text().splitlines()]
+    epochs = [r for r in records if r['kind'] == 'gan_epoch']
+    assert [r['epoch'] for r in epochs] == [0, 1]
+    assert all(r['errG_total'] == r['errG_total'] for r in epochs)  # not NaN
+
+
+def test_snapshot_loads_strictly_into_fresh_generator(gan_run):
+    cfg = load_config('cfg/toy_attn2.yml', TINY_GAN)
+    netG = build_generator(cfg)
+    sd = torch.load(gan_run / 'Model' / 'netG_epoch_2.pth', weights_only=True)
+    netG.load_state_dict(sd, strict=True)
+    assert generator_epoch('x/netG_epoch_2.pth') == 2
+
+
+def test_resume_equals_straight_run(gan_run, tiny_toy, encoders, tmp_path):
+    out = tmp_path / 'run'
+    # 36 images / batch 4 = 9 steps per epoch; stop at step 13 (inside epoch 1), then resume
+    assert main(_gan_args(tiny_toy, out, encoders, extra=['TRAIN.MAX_STEPS=13'])) == 0
+    state = torch.load(out / 'Model' / 'train_state.pt', weights_only=False)
+    assert (state['epoch'], state['step'], state['gen_iterations']) == (1, 4, 13)
+    resume = _gan_args(tiny_toy, out, encoders) + ['--resume', str(out / 'Model' / 'train_state.pt')]
+    assert main(resume) == 0
+    a = torch.load(gan_run / 'Model' / 'netG_epoch_2.pth', weights_only=True)
+    b = torch.load(out / 'Model' / 'netG_epoch_2.pth', weights_only=True)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
+
+
+def test_net_g_resume_as_original(gan_run, tiny_toy, encoders, tmp_path):
+    out = tmp_path / 'run'
+    net_g = gan_run / 'Model' / 'netG_epoch_1.pth'
+    assert main(_gan_args(tiny_toy, out, encoders, extra=[f'TRAIN.NET_G={net_g}'])) == 0
+    assert not (out / 'Model' / 'netG_epoch_0.pth').exists()
+    assert (out / 'Model' / 'netG_epoch_2.pth').is_file()
+
+
+def test_sampling_test_split_in_original_layout(gan_run, tiny_toy, encoders):
+    net_g = gan_run / 'Model' / 'netG_epoch_2.pth'
+    args = _gan_args(tiny_toy, gan_run, encoders, extra=[
+        'TRAIN.FLAG=false', 'B_VALIDATION=true', f'TRAIN.NET_G={net_g}', 'SAMPLE.NUM_PER_IMAGE=2'])
+    assert main(args) == 0
+    single = gan_run / 'Model' / 'netG_epoch_2' / 'valid' / 'single'
+    files = sorted(single.rglob('*.png'))
+    assert len(files) == 12 * 2  # 12 test images, 2 captions each
+    assert any(f.name.endswith('_s-1.png') for f in files)
+    first = {f.read_bytes() for f in files}
+    assert main(args) == 0  # same seed: same images
+    assert {f.read_bytes() for f in sorted(single.rglob('*.png'))} == first
+
+
+def test_custom_captions_and_unknown_words(gan_run, tiny_toy, encoders, capsys):
+    net_g = gan_run / 'Model' / 'netG_epoch_2.pth'
+    args = _gan_args(tiny_toy, gan_run, encoders, extra=[f'TRAIN.NET_G={net_g}'])
+    assert main(args + ['--caption', 'this bird has a red crown and blue wings']) == 0
+    out = gan_run / 'Model' / 'netG_epoch_2' / 'captions'
+    assert (out / '0_s_0_g0.png').is_file() and (out / '0_s_0_g1.png').is_file()
+    assert (out / '0_s_0_a0.png').is_file()
+    assert main(args + ['--caption', 'zzz qqq']) == 2
+    assert "'zzz qqq'" in capsys.readouterr().err
+    # example_filenames.txt, as the original's gen_example
+    assert main(args + ['--set', 'TRAIN.FLAG=false']) == 0
+    assert list((gan_run / 'Model' / 'netG_epoch_2').glob('*/0_s_*_a0.png'))

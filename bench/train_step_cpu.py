@@ -15,8 +15,12 @@ iteration page-faults its big tensors (D_NET256's weights and gradients, Adam te
 activations) back in: about a third of the wall time on a 2-core CPU. tune_malloc() keeps freed
 memory in the process (no effect on any number); --no-malloc-tuning times without it.
 
+--baseline re-enacts the original's computation with this port's modules, for a same-machine
+ratio: GLU by slicing, words_loss looping over captions, the G backward also filling the Ds'
+gradients, a per-parameter EMA loop, log strings every iteration, glibc's default malloc.
+
     python bench/train_step_cpu.py [--threads 2] [--iters 5] [--fused-adam] [--channels-last]
-                                   [--no-malloc-tuning] [--device cpu]
+                                   [--no-malloc-tuning] [--baseline] [--device cpu]
 """
 import argparse
 import logging
@@ -42,13 +46,71 @@ def tune_malloc() -> bool:
     import ctypes.util
     try:
         libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
-        M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
-        ok = libc.mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024)  # glibc's maximum on 64-bit
-        ok &= libc.mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1)
+        M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4
+        ok = libc.mallopt(M_MMAP_MAX, 0)  # big blocks from the heap too, not from mmap
+        ok &= libc.mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1)  # never give the heap top back
         ok &= libc.mallopt(M_TOP_PAD, 256 * 1024 * 1024)
         return bool(ok)
     except (OSError, AttributeError):
         return False
+
+
+def baseline_step(text_encoder, image_encoder, netG, netsD, optimizerG, optimizersD, avg_param_G, imgs,
+                  captions, cap_lens, class_ids, noise, real_labels, fake_labels, match_labels, *,
+                  gamma1, gamma2, gamma3, lambda_):
+    """The original condGANTrainer iteration's computation (see --baseline), same numbers as train_step."""
+    import torch.nn.functional as F
+    import numpy as np
+    from attngan.GlobalAttention import func_attention
+    from attngan.losses import KL_loss, cosine_similarity, discriminator_loss, sent_loss
+
+    B = captions.size(0)
+    words_embs, sent_emb = text_encoder(captions, cap_lens, text_encoder.init_hidden(B))
+    words_embs, sent_emb = words_embs.detach(), sent_emb.detach()
+    mask = (captions == 0)[:, :words_embs.size(2)]
+    noise.normal_(0, 1)
+    fake_imgs, _, mu, logvar = netG(noise, sent_emb, words_embs, mask)
+    D_logs = ''
+    for i in range(len(netsD)):
+        netsD[i].zero_grad()
+        errD = discriminator_loss(netsD[i], imgs[i], fake_imgs[i], sent_emb, real_labels, fake_labels)
+        errD.backward()
+        optimizersD[i].step()
+        D_logs += 'errD%d: %.2f ' % (i, errD.item())
+    netG.zero_grad()
+    errG_total, logs = 0, ''
+    for i in range(len(netsD)):
+        features = netsD[i](fake_imgs[i])
+        g_loss = (F.binary_cross_entropy(netsD[i].UNCOND_DNET(features), real_labels) +
+                  F.binary_cross_entropy(netsD[i].COND_DNET(features, sent_emb), real_labels))
+        errG_total = errG_total + g_loss
+        logs += 'g_loss%d: %.2f ' % (i, g_loss.item())
+    region_features, cnn_code = image_encoder(fake_imgs[-1])
+    sims, masks = [], []
+    ids = class_ids.cpu().numpy()
+    for i, n in enumerate(cap_lens.tolist()):  # the original's loop over captions
+        m = (ids == ids[i]).astype('uint8')
+        m[i] = 0
+        masks.append(m)
+        word = words_embs[i, :, :n].unsqueeze(0).contiguous().repeat(B, 1, 1)
+        wc, _ = func_attention(word, region_features, gamma1)
+        row = cosine_similarity(word.transpose(1, 2).contiguous().view(B * n, -1),
+                                wc.transpose(1, 2).contiguous().view(B * n, -1)).view(B, n)
+        sims.append(torch.log(row.mul_(gamma2).exp_().sum(dim=1, keepdim=True)))
+    sims = torch.cat(sims, 1) * gamma3
+    sims = sims.masked_fill(torch.as_tensor(np.stack(masks), dtype=torch.bool, device=sims.device), -float('inf'))
+    w_loss = (F.cross_entropy(sims, match_labels) + F.cross_entropy(sims.t(), match_labels)) * lambda_
+    s_loss = sum(sent_loss(cnn_code, sent_emb, match_labels, ids, B, gamma3=gamma3)) * lambda_
+    errG_total = errG_total + w_loss + s_loss
+    kl_loss = KL_loss(mu, logvar)
+    errG_total = errG_total + kl_loss
+    logs += 'w_loss: %.2f s_loss: %.2f kl_loss: %.2f ' % (w_loss.item(), s_loss.item(), kl_loss.item())
+    errG_total.backward()  # also into every D parameter, as the original
+    optimizerG.step()
+    with torch.no_grad():
+        for p, avg_p in zip(netG.parameters(), avg_param_G):
+            avg_p.mul_(0.999).add_(p.data, alpha=0.001)
+    return {'errG_total': errG_total.detach(), 'logs': D_logs + logs}
 
 
 def main():
@@ -61,8 +123,16 @@ def main():
     ap.add_argument('--channels-last', action='store_true', help='G, Ds, image encoder and images NHWC')
     ap.add_argument('--device', default='cpu')
     ap.add_argument('--no-malloc-tuning', action='store_true', help="keep glibc's default malloc settings")
+    ap.add_argument('--baseline', action='store_true', help="the original's computation (see above)")
     args = ap.parse_args()
-    tuned = False if args.no_malloc_tuning else tune_malloc()
+    tuned = False if (args.no_malloc_tuning or args.baseline) else tune_malloc()
+    if args.baseline:
+        from attngan import models
+
+        def glu_by_slicing(self, x):
+            nc = x.size(1) // 2
+            return x[:, :nc] * torch.sigmoid(x[:, nc:])
+        models.GLU.forward = glu_by_slicing
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
 
@@ -106,7 +176,7 @@ def main():
             torch.cuda.synchronize()
 
     def step():
-        return train_step(text_encoder, image_encoder, netG, netsD, optimizerG, optimizersD, avg, imgs,
+        return (baseline_step if args.baseline else train_step)(text_encoder, image_encoder, netG, netsD, optimizerG, optimizersD, avg, imgs,
                           captions, cap_lens, class_ids, noise, **labels, gamma1=sm.GAMMA1, gamma2=sm.GAMMA2,
                           gamma3=sm.GAMMA3, lambda_=sm.LAMBDA)
 
@@ -121,7 +191,8 @@ def main():
         times.append(time.perf_counter() - t0)
     assert all(torch.isfinite(v).all() for k, v in out.items() if torch.is_tensor(v))
     print('iterations (s): ' + ' '.join(f'{t:.3f}' for t in times))
-    print(f'median: {statistics.median(times):.3f} s per iteration (min {min(times):.3f}; device {dev}, '
+    print(f'median: {statistics.median(times):.3f} s per iteration (min {min(times):.3f}; '
+          f'{"BASELINE (original computation), " if args.baseline else ""}device {dev}, '
           f'threads {torch.get_num_threads()}, batch {B}, Adam {"fused" if args.fused_adam else "default"}, '
           f'{"channels_last" if args.channels_last else "NCHW"}, malloc {"tuned" if tuned else "default"})')
 

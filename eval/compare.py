@@ -1,0 +1,544 @@
+"""Compare training runs (e.g. AttnGAN vs DualAttnGAN) over epochs: IS, FID and R-precision.
+
+    python eval/compare.py --runs attngan=output/birds_attn2_X dualattn=output/birds_dualattn_Y \\
+        --epochs 100 150 200 [--n 30000] [--out comparison]
+
+Each RUN_DIR is a training run folder: ``config.yaml`` and ``Model/netG_epoch_<N>.pth``. For each
+run and epoch the test-split sample set is generated into ``Model/netG_epoch_<N>/valid/single``
+(main.py's sampling layout and images, seed SAMPLE.SEED; a folder already holding the first
+``--n`` samples is reused), then scored:
+
+* IS: Inception Score of the sample set (eval/inception_score.py's protocol; ``--is-classifier``).
+* FID: against the real images (``--real DIR|NPZ``; default the test split's images of the first
+  run's dataset, cropped to the bird box like the training images when the dataset has bounding
+  boxes, else resized to 256); eval/fid.py's protocol (``--fid-mode``, ``--fid-weights``).
+* R-precision: eval/r_precision.py's protocol with the run's training DAMSM encoders (optimistic)
+  or ``--net_e``; computed on the generated tensors in the same pass as the samples (a reused
+  folder's images are regenerated in memory: same captions, seed and batch size).
+
+Writes ``comparison.csv`` (one row per run and epoch), ``comparison.md`` (protocols and a table)
+and one PNG per metric against epoch with a line per run (drawn with PIL; mean +- std bars).
+
+A metric that cannot be computed (missing Inception weights, a split too small for R, a missing
+checkpoint) leaves NaN in its cells and a note; the others go on. ``--random-weights`` replaces
+the Inception networks by deterministic rule-filled weights so that toy runs (CI) exercise the
+whole pipeline without downloads: such IS/FID numbers are only a smoke test, and every output
+says so. Exit status: 0 when the comparison was written, 1 on bad arguments or run folders.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'code'))
+
+import torch  # noqa: E402
+
+from attngan.cli import USER_ERRORS  # noqa: E402
+from attngan.config import ConfigError, load_config  # noqa: E402
+from attngan.data import build_dataset  # noqa: E402
+from attngan.metrics import fid as F  # noqa: E402
+from attngan.metrics import inception as I  # noqa: E402
+from attngan.metrics import inception_score as IS  # noqa: E402
+from attngan.metrics import r_precision_gen as RG  # noqa: E402
+
+METRICS = ('is', 'fid', 'rprec')
+COLUMNS = ['model', 'epoch', 'n_images', 'is_mean', 'is_std', 'fid', 'r_precision_mean', 'r_precision_std',
+           'inception_weights', 'samples', 'sample_dir', 'note']
+PLOTS = {  # file stem: (title, mean column, std column, direction)
+    'is': ('Inception Score', 'is_mean', 'is_std', 'higher is better'),
+    'fid': ('FID', 'fid', None, 'lower is better'),
+    'r_precision': ('R-precision', 'r_precision_mean', 'r_precision_std', 'higher is better'),
+}
+PLOT_METRIC = {'is': 'is', 'fid': 'fid', 'r_precision': 'rprec'}
+SMOKE = 'rule-filled random Inception weights (--random-weights): IS and FID are a smoke test only'
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split('\n\n', 1)[1])
+    p.add_argument('--runs', nargs='+', required=True, metavar='NAME=RUN_DIR')
+    p.add_argument('--epochs', nargs='+', type=int, default=None,
+                   help='epochs to compare (default: those with a netG_epoch_<N>.pth in every run)')
+    p.add_argument('--n', type=int, default=30000, help='images per run and epoch (default: %(default)s)')
+    p.add_argument('--metrics', default='is,fid,rprec', help='comma-separated subset of is,fid,rprec')
+    p.add_argument('--out', default='comparison', help='output folder (default: %(default)s)')
+    p.add_argument('--random-weights', action='store_true',
+                   help='rule-filled Inception weights for IS and FID (CI / toy runs; numbers are a smoke test)')
+    p.add_argument('--is-classifier', default='imagenet', help="'imagenet' or a checkpoint of eval/finetune_inception.py")
+    p.add_argument('--is-weights', default=None, help='ImageNet Inception-v3 weight file (default: torch hub cache)')
+    p.add_argument('--is-splits', type=int, default=10)
+    p.add_argument('--fid-mode', choices=F.MODES, default='standard')
+    p.add_argument('--fid-weights', default=None, help='FID Inception weight file (default: torch hub cache)')
+    p.add_argument('--real', default=None, help='real images: folder or .npz statistics (default: test split)')
+    p.add_argument('--real-prep', choices=('auto',) + F.REAL_PREPS, default='auto',
+                   help='real-image preparation (auto: bird-box crop for the default set when the dataset has '
+                        'boxes, else resize256; none for --real)')
+    p.add_argument('--net_e', default=None, help='DAMSM text encoder for R-precision (default: each run\'s TRAIN.NET_E)')
+    p.add_argument('--r-candidates', type=int, default=100, help='R of R-precision (default: %(default)s)')
+    p.add_argument('--r-folds', type=int, default=10)
+    p.add_argument('--batch-size', type=int, default=None, help='generation batch (default: TRAIN.BATCH_SIZE)')
+    p.add_argument('--eval-batch-size', type=int, default=50, help='Inception batch size')
+    p.add_argument('--workers', type=int, default=None, help='image-decoding processes (default: min(8, CPUs))')
+    p.add_argument('--gpu', type=int, default=None, help='GPU index; -1 for the CPU (default: GPU 0 if any)')
+    p.add_argument('--seed', type=int, default=None, help='default: SAMPLE.SEED of each run')
+    p.add_argument('--data_dir', default='', help="overrides every run's DATA_DIR")
+    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                   help="override a key of every run's config (repeatable)")
+    return p
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def parse_runs(items: list[str]) -> dict[str, Path]:
+    runs = {}
+    for item in items:
+        name, sep, path = item.partition('=')
+        if not sep or not name or not path:
+            raise ConfigError(f'--runs {item!r}: expected NAME=RUN_DIR')
+        if name in runs:
+            raise ConfigError(f'--runs: the name {name!r} is given twice')
+        root = Path(path).expanduser().resolve()
+        if not (root / 'config.yaml').is_file() and (root.parent / 'config.yaml').is_file():
+            root = root.parent  # the run's Model folder was given
+        if not (root / 'config.yaml').is_file():
+            raise ConfigError(f'--runs {name}={path}: no config.yaml in {root} (expected a training run '
+                              f'folder holding config.yaml and Model/netG_epoch_<N>.pth)')
+        runs[name] = root
+    return runs
+
+
+def checkpoint(run: Path, epoch: int) -> Path:
+    return run / 'Model' / f'netG_epoch_{epoch}.pth'
+
+
+def available_epochs(run: Path) -> set[int]:
+    out = set()
+    for p in (run / 'Model').glob('netG_epoch_*.pth'):
+        try:
+            out.add(int(p.stem.rsplit('_', 1)[1]))
+        except ValueError:
+            pass
+    return out
+
+
+def run_config(run: Path, args, device: torch.device):
+    cfg = load_config(run / 'config.yaml', args.overrides)
+    cfg.TRAIN.FLAG = False
+    cfg.B_VALIDATION = True
+    cfg.CUDA = device.type == 'cuda'
+    if args.data_dir:
+        cfg.DATA_DIR = str(Path(args.data_dir).resolve())
+    return cfg
+
+
+def choose_device(gpu: int | None) -> torch.device:
+    if gpu is not None and gpu < 0 or not torch.cuda.is_available():
+        return torch.device('cpu')
+    return torch.device('cuda', gpu or 0)
+
+
+# ----------------------------------------------------------------------------- metric networks
+
+class Scorers:
+    """The IS classifier, FID extractor and real statistics (each None when unavailable, with why)."""
+
+    def __init__(self, args, device: torch.device, metrics: set[str]):
+        self.args, self.device, self.metrics = args, device, metrics
+        self.classifier = self.extractor = self.real = None
+        self.errors: dict[str, str] = {}
+        self.lines: list[str] = []
+        kw = dict(batch_size=args.eval_batch_size, device=device, workers=args.workers)
+        self.kw = kw
+        if 'is' in metrics:
+            try:
+                if args.random_weights:
+                    self.classifier = I.rule_fill_(I.InceptionClassifier(1000, description=SMOKE))
+                else:
+                    self.classifier = IS.get_classifier(args.is_classifier, args.is_weights)
+                self.lines.append(f'IS: {self.classifier.description}; PIL bilinear resize to 299x299, '
+                                  f'[-1, 1]; {args.is_splits} consecutive splits; mean +- std')
+            except (I.WeightsNotFoundError, ValueError) as e:
+                self._fail('is', e)
+        if 'fid' in metrics:
+            try:
+                net = None
+                if args.random_weights:
+                    net = I.FIDInceptionV3() if args.fid_mode == 'standard' else I.LegacyInceptionFeatures()
+                    I.rule_fill_(net)
+                    net.weights_path = SMOKE
+                self.extractor = F.FeatureExtractor(args.fid_mode, args.fid_weights, net=net, **kw)
+                self.lines.append(f'FID: {self.extractor.describe()}')
+            except (I.WeightsNotFoundError, ValueError) as e:
+                self._fail('fid', e)
+
+    def _fail(self, metric: str, e: Exception) -> None:
+        self.errors[metric] = str(e).splitlines()[0]
+        self.lines.append(f'{metric.upper()}: not computed: {e}')
+        print(f'warning: {metric.upper()} will not be computed: {e}', file=sys.stderr)
+
+    def real_statistics(self, dataset) -> None:
+        """Statistics of the real set, once (``dataset``: the first run's test split)."""
+        if self.extractor is None or self.real is not None or 'fid' in self.errors:
+            return
+        args = self.args
+        try:
+            if args.real:
+                prep_name = 'none' if args.real_prep == 'auto' else args.real_prep
+                prep = F.make_real_prep(prep_name, args.real)
+                self.real = self.extractor.statistics(args.real, prep)
+                what = f'{args.real}' + (f'; {prep.describe()}' if prep is not None and self.real.sizes else '')
+            else:
+                files = [dataset.image_path(k) for k in dataset.filenames]
+                files = [f for f in files if f.is_file()]
+                if not files:
+                    raise ValueError(f'no test-split image of {dataset.data_dir} exists (give --real DIR|NPZ)')
+                prep = self._default_prep(dataset)
+                feats = self.extractor.features(files, prep)
+                self.real = F.statistics_from_features(feats, f'{args.fid_mode}+{prep.name}', str(dataset.image_dir))
+                what = f'the {len(files)} test-split images under {dataset.image_dir}; {prep.describe()}'
+            self.lines.append(f'FID real set: {what} ({self.real.n if self.real.n is not None else "?"} images)')
+        except (FileNotFoundError, ValueError) as e:
+            self._fail('fid', e)
+            self.extractor = None
+
+    def _default_prep(self, dataset):
+        name = self.args.real_prep
+        if name == 'auto':
+            name = 'cub-bbox' if dataset.bbox else 'resize256'
+        if name == 'cub-bbox':
+            if not dataset.bbox:
+                raise ValueError(f'--real-prep cub-bbox: {dataset.data_dir} has no bounding boxes')
+            boxes = {Path(k).name: tuple(v) for k, v in dataset.bbox.items()}
+            return F.CubBBoxPrep(boxes, 256, str(dataset.data_dir / 'CUB_200_2011'))
+        return F.make_real_prep(name)
+
+    def inception_score(self, files) -> tuple[float, float]:
+        logits = IS.classifier_logits(files, self.classifier, **self.kw)
+        return IS.inception_score_from_logits(logits, self.args.is_splits)
+
+    def fid(self, files, source: str) -> float:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', F.FIDWarning)  # small-n warning: said once in the notes
+            stats = F.statistics_from_features(self.extractor.features(files), self.args.fid_mode, source)
+        return F.frechet_distance(stats.mu, stats.sigma, self.real.mu, self.real.sigma)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def evaluate(name: str, run: Path, cfg, dataset, epoch: int, args, scorers: Scorers, device
+             ) -> tuple[dict, str | None]:
+    """One row of the comparison, and the R-precision protocol text (if computed)."""
+    row = {c: '' for c in COLUMNS}
+    row.update(model=name, epoch=epoch, n_images=args.n,
+               inception_weights='random (smoke test)' if args.random_weights else 'pretrained')
+    for c in ('is_mean', 'is_std', 'fid', 'r_precision_mean', 'r_precision_std'):
+        row[c] = math.nan
+    notes = []
+    ckpt = checkpoint(run, epoch)
+    if not ckpt.is_file():
+        row.update(samples='-', note=f'missing checkpoint {ckpt}')
+        print(f'warning: {name} epoch {epoch}: {ckpt} does not exist', file=sys.stderr)
+        return row, None
+    cfg = copy.deepcopy(cfg)
+    cfg.TRAIN.NET_G = str(ckpt)
+    folder = ckpt.with_suffix('') / 'valid' / 'single'
+    files = RG.sample_paths(folder, dataset.filenames, args.n)
+    reuse = all(f.is_file() for f in files)
+    row['sample_dir'] = str(folder)
+    row['samples'] = 'reused' if reuse else 'generated'
+    gen_kw = dict(batch_size=args.batch_size, seed=args.seed, dataset=dataset)
+    rp, protocol = None, None
+    t0 = time.time()
+    if 'rprec' in scorers.metrics:
+        try:
+            rp = RG.r_precision_of_generator(cfg, device, args.n, net_e=args.net_e, n_candidates=args.r_candidates,
+                                             n_folds=args.r_folds, save_dir=None if reuse else folder, **gen_kw)
+            row.update(r_precision_mean=rp.mean, r_precision_std=rp.std)
+            protocol = rp.describe(with_generator=False)
+        except USER_ERRORS as e:
+            notes.append(f'R-precision not computed: {e}')
+            print(f'warning: {name} epoch {epoch}: R-precision not computed: {e}', file=sys.stderr)
+    if rp is None and not reuse and (scorers.metrics & {'is', 'fid'}):
+        try:
+            RG.write_samples(cfg, device, args.n, folder, **gen_kw)
+        except USER_ERRORS as e:
+            row['note'] = f'generation failed: {e}'
+            print(f'warning: {name} epoch {epoch}: generation failed: {e}', file=sys.stderr)
+            return row, protocol
+    if scorers.classifier is not None:
+        try:
+            row['is_mean'], row['is_std'] = scorers.inception_score(files)
+        except ValueError as e:
+            notes.append(f'IS not computed: {e}')
+    if scorers.extractor is not None and scorers.real is not None:
+        try:
+            row['fid'] = scorers.fid(files, str(folder))
+        except ValueError as e:
+            notes.append(f'FID not computed: {e}')
+    row['note'] = '; '.join(notes)
+    print(f'{name} epoch {epoch}: IS {_pm(row["is_mean"], row["is_std"])}, FID {_fmt(row["fid"])}, '
+          f'R-precision {_pm(row["r_precision_mean"], row["r_precision_std"], 4)} '
+          f'({row["samples"]} {args.n} samples in {folder}; {time.time() - t0:.1f} s)')
+    return row, protocol
+
+
+def _fmt(x, digits: int = 2) -> str:
+    return 'n/a' if x is None or (isinstance(x, float) and math.isnan(x)) else f'{x:.{digits}f}'
+
+
+def _pm(mean, std, digits: int = 2) -> str:
+    if isinstance(mean, float) and math.isnan(mean):
+        return 'n/a'
+    return f'{mean:.{digits}f} ± {std:.{digits}f}'
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, 'w', newline='', encoding='utf-8') as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f'{v:.6g}' if isinstance(v, float) and not math.isnan(v) else
+                            ('nan' if isinstance(v, float) else v)) for k, v in r.items()})
+
+
+def write_markdown(path: Path, rows: list[dict], protocol_lines: list[str], args, metrics: set[str]) -> str:
+    lines = ['# Comparison over epochs', '']
+    if args.random_weights:
+        lines += [f'> **Warning: {SMOKE}** (not comparable with any published or real score).', '']
+    lines += ['Protocols:', ''] + [f'- {line}' for line in protocol_lines] + ['']
+    head = ['model', 'epoch']
+    if 'is' in metrics:
+        head.append('IS ↑')
+    if 'fid' in metrics:
+        head.append('FID ↓')
+    if 'rprec' in metrics:
+        head.append('R-precision ↑')
+    lines += ['| ' + ' | '.join(head) + ' |', '|' + '|'.join(['---'] + ['---:'] * (len(head) - 1)) + '|']
+    for r in rows:
+        cells = [r['model'], str(r['epoch'])]
+        if 'is' in metrics:
+            cells.append(_pm(r['is_mean'], r['is_std']))
+        if 'fid' in metrics:
+            cells.append(_fmt(r['fid']))
+        if 'rprec' in metrics:
+            cells.append(_pm(r['r_precision_mean'], r['r_precision_std'], 4))
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    notes = [f'- {r["model"]} epoch {r["epoch"]}: {r["note"]}' for r in rows if r['note']]
+    if notes:
+        lines += ['', 'Notes:', ''] + notes
+    text = '\n'.join(lines) + '\n'
+    path.write_text(text, encoding='utf-8')
+    return text
+
+
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+
+
+def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """About ``n`` round tick values (steps 1, 2, 2.5 or 5 x 10^k) covering [lo, hi]."""
+    if hi <= lo:
+        hi = lo + 1.0
+    raw = (hi - lo) / max(1, n)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw)
+    first = math.floor(lo / step) * step
+    ticks, t = [], first
+    while t <= hi + step * 1e-9:
+        ticks.append(round(t, 12))
+        t += step
+    if ticks[-1] < hi:
+        ticks.append(round(t, 12))
+    return ticks
+
+
+def _font(size: int):
+    from PIL import ImageFont
+    try:
+        return ImageFont.load_default(size)
+    except TypeError:  # Pillow < 10.1: a fixed bitmap font
+        return ImageFont.load_default()
+
+
+def plot_metric(path: Path, title: str, series: dict[str, list[tuple[float, float, float | None]]],
+                subtitle: str = '', warning: str = '', size: tuple[int, int] = (900, 560)) -> None:
+    """A line plot (PIL): ``series`` maps a label to (x, y, error or None) points; NaN y are gaps.
+
+    Drawn at twice the size and downsampled (antialiasing)."""
+    from PIL import Image, ImageDraw
+    S = 2
+    W, H = size[0] * S, size[1] * S
+    img = Image.new('RGB', (W, H), 'white')
+    d = ImageDraw.Draw(img)
+    f_title, f_text = _font(22 * S), _font(15 * S)
+    left, right = 100 * S, 30 * S
+    top, bottom = (70 if subtitle else 55) * S, (90 if warning else 65) * S
+    x0, x1, y0, y1 = left, W - right, top, H - bottom
+    pts = [(x, y, e or 0.0) for s in series.values() for x, y, e in s if not math.isnan(y)]
+    xs = sorted({x for s in series.values() for x, _, _ in s})
+    d.text((W / 2, 12 * S), title, fill='black', font=f_title, anchor='mt')
+    if subtitle:
+        d.text((W / 2, 42 * S), subtitle, fill=(90, 90, 90), font=f_text, anchor='mt')
+    if warning:
+        d.text((W / 2, H - 18 * S), warning, fill=(200, 0, 0), font=f_text, anchor='mb')
+    if not pts or not xs:
+        d.rectangle([x0, y0, x1, y1], outline='black', width=S)
+        d.text(((x0 + x1) / 2, (y0 + y1) / 2), 'no values', fill='gray', font=f_title, anchor='mm')
+        img.resize(size, Image.LANCZOS).save(path)
+        return
+    ylo = min(y - e for _, y, e in pts)
+    yhi = max(y + e for _, y, e in pts)
+    pad = (yhi - ylo) * 0.08 or max(abs(yhi) * 0.05, 0.05)
+    yt = nice_ticks(ylo - pad, yhi + pad)
+    ylo, yhi = yt[0], yt[-1]
+    xlo, xhi = xs[0], xs[-1]
+    xpad = (xhi - xlo) * 0.06 or 1.0
+    xlo, xhi = xlo - xpad, xhi + xpad
+
+    def px(x, y):
+        return (x0 + (x - xlo) / (xhi - xlo) * (x1 - x0), y1 - (y - ylo) / (yhi - ylo) * (y1 - y0))
+
+    digits = max(0, -math.floor(math.log10(yt[1] - yt[0]) + 1e-9)) if len(yt) > 1 else 2
+    for t in yt:
+        _, py = px(xlo, t)
+        d.line([x0, py, x1, py], fill=(230, 230, 230), width=S)
+        d.line([x0 - 5 * S, py, x0, py], fill='black', width=S)
+        d.text((x0 - 8 * S, py), f'{t:.{digits}f}', fill='black', font=f_text, anchor='rm')
+    for x in xs:
+        qx, _ = px(x, ylo)
+        d.line([qx, y1, qx, y1 + 5 * S], fill='black', width=S)
+        d.text((qx, y1 + 8 * S), f'{x:g}', fill='black', font=f_text, anchor='mt')
+    d.text(((x0 + x1) / 2, y1 + 30 * S), 'epoch', fill='black', font=f_text, anchor='mt')
+    d.rectangle([x0, y0, x1, y1], outline='black', width=S)
+    r, c = 5 * S, 5 * S  # marker radius, error-bar cap half-width
+    for k, pts_s in enumerate(series.values()):
+        color = PALETTE[k % len(PALETTE)]
+        seg = []
+        for x, y, e in sorted(pts_s, key=lambda t: t[0]) + [(math.inf, math.nan, None)]:
+            if math.isnan(y):  # a gap: draw what came before
+                if len(seg) > 1:
+                    d.line(seg, fill=color, width=3 * S, joint='curve')
+                seg = []
+                continue
+            p = px(x, y)
+            seg.append(p)
+            if e:
+                _, ya = px(x, y - e)
+                _, yb = px(x, y + e)
+                d.line([p[0], ya, p[0], yb], fill=color, width=2 * S)
+                d.line([p[0] - c, ya, p[0] + c, ya], fill=color, width=2 * S)
+                d.line([p[0] - c, yb, p[0] + c, yb], fill=color, width=2 * S)
+            d.ellipse([p[0] - r, p[1] - r, p[0] + r, p[1] + r], fill=color)
+    labels = list(series)  # legend, top right inside the axes
+    lw = max(d.textlength(s, font=f_text) for s in labels) + 50 * S
+    lx, ly = x1 - lw - 10 * S, y0 + 10 * S
+    d.rectangle([lx, ly, lx + lw, ly + (22 * len(labels) + 8) * S], fill='white', outline=(160, 160, 160), width=S)
+    for k, label in enumerate(labels):
+        color = PALETTE[k % len(PALETTE)]
+        yy = ly + (15 + 22 * k) * S
+        d.line([lx + 8 * S, yy, lx + 34 * S, yy], fill=color, width=3 * S)
+        d.ellipse([lx + 17 * S, yy - 4 * S, lx + 25 * S, yy + 4 * S], fill=color)
+        d.text((lx + 42 * S, yy), label, fill='black', font=f_text, anchor='lm')
+    img.resize(size, Image.LANCZOS).save(path)
+
+
+def write_plots(out: Path, rows: list[dict], metrics: set[str], random_weights: bool) -> list[Path]:
+    written = []
+    for stem, (title, mean_col, std_col, direction) in PLOTS.items():
+        if PLOT_METRIC[stem] not in metrics:
+            continue
+        series: dict[str, list] = {}
+        for r in rows:
+            e = r[std_col] if std_col else None
+            series.setdefault(r['model'], []).append(
+                (float(r['epoch']), float(r[mean_col]), None if e is None or math.isnan(e) else float(e)))
+        warning = 'random Inception weights: smoke test only' if random_weights and stem != 'r_precision' else ''
+        path = out / f'{stem}.png'
+        plot_metric(path, f'{title} vs epoch', series, f'{direction}; n = {rows[0]["n_images"]} images'
+                    + ('; bars: ± std' if std_col else ''), warning)
+        written.append(path)
+    return written
+
+
+# ----------------------------------------------------------------------------- main
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    metrics = {m.strip() for m in args.metrics.split(',') if m.strip()}
+    bad = metrics - set(METRICS)
+    if bad or not metrics:
+        print(f'error: --metrics {args.metrics!r}: choose a comma-separated subset of {",".join(METRICS)}',
+              file=sys.stderr)
+        return 1
+    try:
+        runs = parse_runs(args.runs)
+    except ConfigError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    epochs = args.epochs
+    if epochs is None:
+        common = set.intersection(*(available_epochs(r) for r in runs.values()))
+        if not common:
+            print('error: no netG_epoch_<N>.pth common to every run; give --epochs', file=sys.stderr)
+            return 1
+        epochs = sorted(common)
+    if args.n < 1:
+        print(f'error: --n must be positive, got {args.n}', file=sys.stderr)
+        return 1
+    device = choose_device(args.gpu)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f'Comparing {", ".join(f"{k} ({v})" for k, v in runs.items())} at epochs {epochs}; '
+          f'{args.n} images each; metrics {",".join(m for m in METRICS if m in metrics)}; device {device}')
+    if args.random_weights:
+        print(f'WARNING: {SMOKE}')
+    scorers = Scorers(args, device, metrics)
+    rows, rp_protocols = [], {}
+    for name, run in runs.items():
+        try:
+            cfg = run_config(run, args, device)
+            dataset = build_dataset(cfg, 'test', require_images=False, transform=None)
+        except USER_ERRORS as e:
+            print(f'warning: {name}: cannot load the run ({e}); its rows are empty', file=sys.stderr)
+            for epoch in epochs:
+                row = {c: math.nan for c in COLUMNS}
+                row.update(model=name, epoch=epoch, n_images=args.n, inception_weights='', samples='-',
+                           sample_dir='', note=f'run not loaded: {e}')
+                rows.append(row)
+            continue
+        scorers.real_statistics(dataset)
+        for epoch in epochs:
+            row, protocol = evaluate(name, run, cfg, dataset, epoch, args, scorers, device)
+            rows.append(row)
+            if protocol and name not in rp_protocols:
+                rp_protocols[name] = protocol
+    lines = list(scorers.lines)
+    if 'rprec' in metrics:
+        for name, text in rp_protocols.items():
+            lines.append(f'R-precision ({name}): ' + '; '.join(part.strip() for part in text.split('\n')))
+        if not rp_protocols:
+            lines.append('R-precision: not computed (see the notes)')
+    lines.append(f'samples: the first {args.n} test-split samples of each checkpoint (captions cycled over the '
+                 f'test images, seed {args.seed if args.seed is not None else "SAMPLE.SEED"}), in '
+                 f'Model/netG_epoch_<N>/valid/single of each run')
+    write_csv(out / 'comparison.csv', rows)
+    md = write_markdown(out / 'comparison.md', rows, lines, args, metrics)
+    plots = write_plots(out, rows, metrics, args.random_weights)
+    print()
+    print(md)
+    print(f'wrote {out / "comparison.csv"}, {out / "comparison.md"} and {", ".join(p.name for p in plots)} in {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

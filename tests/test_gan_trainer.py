@@ -107,3 +107,17 @@ def test_custom_captions_and_unknown_words(gan_run, tiny_toy, encoders, capsys):
     # example_filenames.txt, as the original's gen_example
     assert main(args + ['--set', 'TRAIN.FLAG=false']) == 0
     assert list((gan_run / 'Model' / 'netG_epoch_2').glob('*/0_s_*_a0.png'))
+
+
+@pytest.mark.parametrize('cfg_file', ['cfg/toy_dualattn.yml', 'cfg/toy_dualattn_paper.yml'])
+def test_dualattn_variants_train_through_the_trainer(cfg_file, tiny_toy, encoders, tmp_path):
+    """A few iterations of each DualAttnGAN variant through main.py: finite losses, pictures drawn
+    (the fork's generator returns no attention maps: its pictures have no attention rows)."""
+    out = tmp_path / 'run'
+    assert main(_gan_args(tiny_toy, out, encoders, cfg=cfg_file,
+                          extra=['TRAIN.MAX_STEPS=3', 'TRAIN.SAMPLE_INTERVAL=2'])) == 0
+    records = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+    steps = [r for r in records if r['kind'] == 'gan_step']
+    assert steps and all(abs(r['errG_total']) < float('inf') and r['errG_total'] == r['errG_total'] for r in steps)
+    assert (out / 'Image' / 'G_average_iter2_grid.png').is_file()
+    assert (out / 'Model' / 'train_state.pt').is_file()

@@ -12,8 +12,9 @@ different rounding); --device cuda times the same iteration on a GPU.
 
 glibc's malloc returns every freed block above 32 MB (and the trimmed heap top) to the OS, so each
 iteration page-faults its big tensors (D_NET256's weights and gradients, Adam temporaries, 256 px
-activations) back in: about a third of the wall time on a 2-core CPU. tune_malloc() keeps freed
-memory in the process (no effect on any number); --no-malloc-tuning times without it.
+activations) back in (1 thread: 5.6 s of CPU time per iteration instead of 4.7 s; more of the wall
+time with 2 threads). tune_malloc() keeps freed memory in the process (no effect on any number);
+--no-malloc-tuning times without it. (--channels-last was slower on the 2-core CI CPU.)
 
 --baseline re-enacts the original's computation with this port's modules, for a same-machine
 ratio: GLU by slicing, words_loss looping over captions, the G backward also filling the Ds'
@@ -34,25 +35,11 @@ sys.path.insert(0, str(ROOT / 'code'))
 
 import torch  # noqa: E402
 
+from attngan.engine.run import tune_malloc  # noqa: E402
 from attngan.build import (build_discriminators, build_generator, build_image_encoder,  # noqa: E402
                            build_text_encoder)
 from attngan.config import load_config  # noqa: E402
 from attngan.gan import copy_G_params, train_step  # noqa: E402
-
-
-def tune_malloc() -> bool:
-    """Keep freed heap memory in the process (glibc mallopt); returns False where unavailable."""
-    import ctypes
-    import ctypes.util
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
-        M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4
-        ok = libc.mallopt(M_MMAP_MAX, 0)  # big blocks from the heap too, not from mmap
-        ok &= libc.mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1)  # never give the heap top back
-        ok &= libc.mallopt(M_TOP_PAD, 256 * 1024 * 1024)
-        return bool(ok)
-    except (OSError, AttributeError):
-        return False
 
 
 def baseline_step(text_encoder, image_encoder, netG, netsD, optimizerG, optimizersD, avg_param_G, imgs,
@@ -182,15 +169,19 @@ def main():
 
     for _ in range(args.warmup):
         step()
-    times = []
+    times, cpu_times = [], []
     for _ in range(args.iters):
         sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = step()
         sync()
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
     assert all(torch.isfinite(v).all() for k, v in out.items() if torch.is_tensor(v))
     print('iterations (s): ' + ' '.join(f'{t:.3f}' for t in times))
+    # process CPU time (user + system, all threads): with --threads 1 a measure of the work done that
+    # other processes on the machine barely disturb (wall time does not have that property)
+    print(f'process CPU time: median {statistics.median(cpu_times):.3f} s per iteration')
     print(f'median: {statistics.median(times):.3f} s per iteration (min {min(times):.3f}; '
           f'{"BASELINE (original computation), " if args.baseline else ""}device {dev}, '
           f'threads {torch.get_num_threads()}, batch {B}, Adam {"fused" if args.fused_adam else "default"}, '

@@ -65,6 +65,25 @@ def select_device(cfg: Config) -> torch.device:
     return device
 
 
+def tune_malloc() -> bool:
+    """Keep freed heap memory in the process (glibc ``mallopt``); False where unavailable.
+
+    glibc returns large freed blocks to the OS, so each CPU training iteration page-faults them in again
+    (~10 s of system time per 5 iterations at the bird config). Keeping them changes no number.
+    """
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+        M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4
+        ok = libc.mallopt(M_MMAP_MAX, 0)  # big blocks from the heap too, not from mmap
+        ok &= libc.mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1)  # never give the heap top back
+        ok &= libc.mallopt(M_TOP_PAD, 256 * 1024 * 1024)
+        return bool(ok)
+    except (OSError, AttributeError):
+        return False
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -121,6 +140,8 @@ def start_run(cfg: Config, manual_seed: int | None = None, output_dir: str | Non
     seed = choose_seed(cfg, manual_seed)
     seed_everything(seed)
     device = select_device(cfg)
+    if device.type == 'cpu' and tune_malloc():
+        log.info('CPU run: glibc malloc set to keep freed memory (fewer page faults per iteration)')
     log.info('run folder: %s', root)
     log.info('seed: %d', seed)
     log.info('resolved config:\n%s', to_yaml(cfg))

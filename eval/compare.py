@@ -524,8 +524,12 @@ def main(argv=None) -> int:
                 rp_protocols[name] = protocol
     lines = list(scorers.lines)
     if 'rprec' in metrics:
+        by_text: dict[str, list[str]] = {}  # runs scored with the same encoders share one line
         for name, text in rp_protocols.items():
-            lines.append(f'R-precision ({name}): ' + '; '.join(part.strip() for part in text.split('\n')))
+            by_text.setdefault(text, []).append(name)
+        for text, names in by_text.items():
+            lines.append(f'R-precision ({", ".join(names)}): '
+                         + '; '.join(part.strip() for part in text.split('\n')))
         if not rp_protocols:
             lines.append('R-precision: not computed (see the notes)')
     lines.append(f'samples: the first {args.n} test-split samples of each checkpoint (captions cycled over the '

@@ -61,6 +61,8 @@ def main() -> None:
                                      '--data_dir', str(data), '--set', 'TRAIN.FLAG=false',
                                      '--set', 'B_VALIDATION=true', '--set', f'TRAIN.NET_E={net_e}',
                                      '--set', f'TRAIN.NET_G={net_g}'])
+    step('do the samples follow their captions?', [PY, 'eval/toy_follow.py', str(net_g.with_suffix('') / 'valid'),
+                                                   '--data', str(data), '--threads', '1'])
     print(f'\nDemo finished in {time.time() - t0:.0f} s.')
     print(f'  DAMSM encoders, attention pictures, metrics.jsonl: {damsm}')
     print(f'  AttnGAN checkpoints (Model/), sample grids and attention pictures (Image/): {gan}')

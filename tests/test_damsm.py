@@ -85,3 +85,10 @@ def test_retrieval_accuracy_known_cases():
     assert perfect['r_precision_i2t'] == 1.0 and perfect['r_precision_t2i'] == 1.0
     chance = retrieval_accuracy(img, torch.randn(n, d), classes, n_candidates=20)
     assert chance['r_precision_i2t'] < 0.5
+
+
+def test_retrieval_accuracy_on_fewer_pairs_than_folds():
+    classes = torch.tensor([0, 0, 1, 1, 2, 2])
+    feats = torch.randn(6, 4)
+    r = retrieval_accuracy(feats, feats.clone(), classes)
+    assert r['r_precision_i2t'] == 1.0 and r['r_precision_candidates'] == 5

@@ -111,8 +111,9 @@ def retrieval_accuracy(img_codes: torch.Tensor, sent_codes: torch.Tensor, classe
     if r < 2:
         return {}
     idx = torch.arange(len(labels))
-    i2t = r_precision_from_pool(img_codes, sent_codes, idx, labels, labels, n_candidates=r, seed=0)
-    t2i = r_precision_from_pool(sent_codes, img_codes, idx, labels, labels, n_candidates=r, seed=1)
+    folds = min(10, len(labels))  # tiny test splits: fewer folds than DM-GAN's 10
+    i2t = r_precision_from_pool(img_codes, sent_codes, idx, labels, labels, n_candidates=r, n_folds=folds, seed=0)
+    t2i = r_precision_from_pool(sent_codes, img_codes, idx, labels, labels, n_candidates=r, n_folds=folds, seed=1)
     return {'r_precision_i2t': i2t.mean, 'r_precision_t2i': t2i.mean, 'r_precision_candidates': r}
 
 

@@ -50,6 +50,7 @@ def load_image_encoder(cfg, path: str | os.PathLike, device) -> torch.nn.Module:
 
 
 def load_text_encoder(cfg, path: str | os.PathLike, n_words: int, device) -> torch.nn.Module:
+    """The DAMSM text encoder in ``path`` (an RNN_ENCODER state_dict), eval mode, on ``device``."""
     from ..build import build_text_encoder
     from ..weights import load_state_dict_file
     net = build_text_encoder(cfg, n_words)

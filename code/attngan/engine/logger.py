@@ -14,7 +14,6 @@ log = logging.getLogger('attngan')
 def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO) -> logging.Logger:
     """Log to stderr (and ``log_file``) with timestamps; idempotent."""
     log.setLevel(level)
-    log.propagate = False
     fmt = logging.Formatter('%(asctime)s %(levelname)s %(message)s', '%H:%M:%S')
     if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
                for h in log.handlers):

@@ -20,7 +20,7 @@ from .config import Config, resolve_path
 from .data import build_dataloader, prepare_data
 from .engine.checkpoint import TRAIN_STATE_NAME, atomic_save, rng_state, save_train_state, set_rng_state
 from .engine.logger import MetricsWriter
-from .engine.loop import check_finite, epoch_batches
+from .engine.loop import check_finite, epoch_batches, stop_reason
 from .engine.run import Run
 from .engine.signals import GracefulInterrupt
 from .losses import sent_loss, words_loss
@@ -212,10 +212,10 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
                                   step=global_step)
                     save_png(attention_picture(imgs[-1], captions, dataset.ixtoword, attn_maps),
                              run.image_dir / f'attention_maps_e{epoch}_s{step - 1}.png')
-                if interrupt.stop_requested or (max_steps and global_step >= max_steps):
+                why = stop_reason(interrupt.stop_requested, max_steps, global_step)
+                if why:
                     checkpoint(epoch, step, optimizer)
                     bar.close()
-                    why = 'interrupted' if interrupt.stop_requested else f'TRAIN.MAX_STEPS={max_steps} reached'
                     log.info('%s at epoch %d, batch %d: checkpoint written to %s', why, epoch, step,
                              run.model_dir / TRAIN_STATE_NAME)
                     metrics.close()

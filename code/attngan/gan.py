@@ -34,7 +34,7 @@ from .damsm import image_encoder_path
 from .data import build_dataloader, prepare_data
 from .engine.checkpoint import TRAIN_STATE_NAME, atomic_save, rng_state, save_train_state, set_rng_state
 from .engine.logger import MetricsWriter
-from .engine.loop import check_finite, epoch_batches
+from .engine.loop import check_finite, epoch_batches, stop_reason
 from .engine.run import Run
 from .engine.signals import GracefulInterrupt
 from .losses import KL_loss, discriminator_loss, format_g_logs, generator_loss, words_loss
@@ -294,10 +294,10 @@ def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
                 if gen_iterations % cfg.TRAIN.SAMPLE_INTERVAL == 0:
                     save_pictures(netG, avg_params, fixed_noise, text_encoder, captions, cap_lens, image_encoder,
                                   dataset.ixtoword, run.image_dir, f'iter{gen_iterations}', cfg)
-                if interrupt.stop_requested or (max_steps and gen_iterations >= max_steps):
+                why = stop_reason(interrupt.stop_requested, max_steps, gen_iterations)
+                if why:
                     checkpoint(epoch, step)
                     bar.close()
-                    why = 'interrupted' if interrupt.stop_requested else f'TRAIN.MAX_STEPS={max_steps} reached'
                     log.info('%s at epoch %d, batch %d: checkpoint written to %s', why, epoch, step,
                              run.model_dir / TRAIN_STATE_NAME)
                     metrics.close()

@@ -37,3 +37,12 @@ def check_finite(losses: Mapping[str, torch.Tensor], step: int) -> None:
         if not math.isfinite(v):
             raise NonFiniteLossError(f'step {step}: loss {name} is {v}; stopping. '
                                      f'The last good checkpoint is left untouched.')
+
+
+def stop_reason(stop_requested: bool, max_steps: int, done: int) -> str | None:
+    """Why a training loop should stop after this step (Ctrl-C/SIGTERM or TRAIN.MAX_STEPS), else None."""
+    if stop_requested:
+        return 'interrupted'
+    if max_steps and done >= max_steps:
+        return f'TRAIN.MAX_STEPS={max_steps} reached'
+    return None

@@ -94,6 +94,7 @@ def get_default_config() -> Config:
             CHECKPOINT_INTERVAL=1,  # full resumable checkpoint every N epochs (and on Ctrl-C)
             FAST=False,  # fast path: bf16 autocast, channels_last, fused Adam, compile (not faithful)
             COMPILE=True,  # with FAST: torch.compile the generator and discriminators
+            SYNC_BN=False,  # torchrun multi-GPU: SyncBatchNorm in the trained nets (CUDA only; per-rank BN if False)
             TENSORBOARD=False,  # also write TensorBoard scalars (needs the tensorboard package)
             RESUME='',  # '' (no), 'latest' or a path to a full checkpoint (train_state.pt)
         ),

@@ -17,8 +17,9 @@ from tqdm import tqdm
 
 from .build import build_image_encoder, build_text_encoder
 from .config import Config, resolve_path
-from .data import build_dataloader, prepare_data
-from .engine.checkpoint import TRAIN_STATE_NAME, atomic_save, rng_state, save_train_state, set_rng_state
+from .data import build_dataloader, build_dataset, prepare_data
+from .engine import distributed as dist
+from .engine.checkpoint import TRAIN_STATE_NAME, atomic_save, rng_state, save_train_state
 from .engine.logger import MetricsWriter
 from .engine.loop import check_finite, epoch_batches, stop_reason
 from .engine.run import Run
@@ -121,18 +122,23 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
     """Train the DAMSM encoders; returns the last epoch's metrics. Stops cleanly on Ctrl-C / SIGTERM."""
     device = run.device
     generator = torch.Generator()
-    loader, dataset = build_dataloader(cfg, 'train', shuffle=True, drop_last=True, generator=generator,
-                                       device=device)
     # shuffled as the original (sorted test batches would hold one class each, whose masked losses are 0),
-    # with a fixed order so that every validation sees the same batches
+    # with a fixed order so that every validation sees the same batches; validation runs on rank 0 only
     val_generator = torch.Generator()
-    val_loader, _ = build_dataloader(cfg, 'test', shuffle=True, drop_last=True, device=device,
-                                     vocab_from=dataset, generator=val_generator)
+    with dist.main_first():  # rank 0 builds a missing image cache alone
+        dataset = build_dataset(cfg, 'train')
+        val_loader, _ = build_dataloader(cfg, 'test', shuffle=True, drop_last=True, device=device,
+                                         vocab_from=dataset, generator=val_generator)
+    # under torchrun TRAIN.BATCH_SIZE is per process and each rank draws its own shard of every epoch
+    loader, _ = build_dataloader(cfg, 'train', shuffle=True, drop_last=True, dataset=dataset, generator=generator,
+                                 device=device, sampler=dist.shard_sampler(len(dataset), generator))
     batch_size = cfg.TRAIN.BATCH_SIZE
     if len(loader) == 0:
         raise ValueError(f'the train split of {cfg.DATA_DIR} has {len(dataset)} images, fewer than '
-                         f'TRAIN.BATCH_SIZE={batch_size}: nothing to train on')
-    log.info('DAMSM: %d train images (%d batches of %d), %d test batches, vocabulary %d',
+                         f'TRAIN.BATCH_SIZE={batch_size}' + (f' x {dist.world_size()} processes'
+                                                             if dist.is_distributed() else '')
+                         + ': nothing to train on')
+    log.info('DAMSM: %d train images (%d batches of %d per process), %d test batches, vocabulary %d',
              len(dataset), len(loader), batch_size, len(val_loader), dataset.n_words)
 
     text_encoder = build_text_encoder(cfg, dataset.n_words).to(device)
@@ -144,30 +150,42 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
         load_state_dict_file(net_e, text_encoder, 'text encoder')
         load_state_dict_file(image_encoder_path(net_e), image_encoder, 'image encoder')
         log.info('loaded %s and its image encoder; continuing at epoch %d', net_e, start_epoch)
+    # DDP wrappers (the modules themselves outside torchrun) for the training forward only; the plain modules
+    # are clipped, evaluated, saved and loaded. Wrapping copies rank 0's weights to every rank.
+    ddp_text = dist.wrap_ddp(text_encoder, device, sync_bn=cfg.TRAIN.SYNC_BN)
+    ddp_image = dist.wrap_ddp(image_encoder, device, sync_bn=cfg.TRAIN.SYNC_BN)
     params = list(text_encoder.parameters()) + [p for p in image_encoder.parameters() if p.requires_grad]
     optimizer_state = None
     sums = {}
     if resume_state is not None:
         text_encoder.load_state_dict(resume_state['text_encoder'])
         image_encoder.load_state_dict(resume_state['image_encoder'])
-        start_epoch, start_step, lr = resume_state['epoch'], resume_state['step'], resume_state['lr']
+        start_epoch, lr = resume_state['epoch'], resume_state['lr']
+        start_step = dist.rescale_step(resume_state['step'], resume_state.get('world_size', 1))
         optimizer_state = resume_state['optimizer'] if start_step > 0 else None
         sums = resume_state.get('sums', {})
         log.info('resuming at epoch %d, batch %d (lr %.6g)', start_epoch, start_step, lr)
 
     labels = torch.arange(batch_size, device=device)
-    metrics = MetricsWriter(run.metrics_path, run.root / 'tensorboard' if cfg.TRAIN.TENSORBOARD else None)
+    main = dist.is_main()  # only rank 0 validates and writes metrics, pictures and checkpoints
+    metrics = (MetricsWriter(run.metrics_path, run.root / 'tensorboard' if cfg.TRAIN.TENSORBOARD else None)
+               if main else dist.NullMetricsWriter())
     interval = cfg.TRAIN.DAMSM_UPDATE_INTERVAL
     max_steps = cfg.TRAIN.MAX_STEPS
     global_step = start_epoch * len(loader) + start_step
     last = {}
 
     def checkpoint(epoch: int, step: int, optimizer) -> None:
-        """Full state; ``step`` > 0 marks a mid-epoch stop (the batch order of (seed, epoch) is replayed)."""
+        """Full state; ``step`` > 0 marks a mid-epoch stop (the batch order of (seed, epoch) is replayed).
+        Every rank calls this (RNG states gathered, loss sums averaged); rank 0 writes."""
+        rng_ranks = dist.gather_rng_states()
+        mean_sums = dist.mean_over_ranks(sums) if dist.is_distributed() else sums
+        if not main:
+            return
         save_train_state(run.model_dir / TRAIN_STATE_NAME, kind='damsm', epoch=epoch, step=step, lr=lr,
                          text_encoder=text_encoder.state_dict(), image_encoder=image_encoder.state_dict(),
-                         optimizer=optimizer.state_dict(), sums=sums, seed=run.seed, n_words=dataset.n_words,
-                         config=cfg.to_dict(), rng=rng_state())
+                         optimizer=optimizer.state_dict(), sums=mean_sums, seed=run.seed, n_words=dataset.n_words,
+                         config=cfg.to_dict(), rng=rng_state(), rng_ranks=rng_ranks, world_size=dist.world_size())
 
     with GracefulInterrupt() as interrupt:
         for epoch in range(start_epoch, cfg.TRAIN.MAX_EPOCH):
@@ -183,17 +201,17 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
             batches = epoch_batches(loader, generator, run.seed, epoch, skip=skip)
             if resume_state is not None:
                 # after replaying the skipped batches, so the next draw is the one the stopped run would make
-                set_rng_state(resume_state['rng'])
+                dist.restore_rng(resume_state)
                 resume_state = None
             t0 = time.time()
             bar = tqdm(batches, total=len(loader), initial=skip, desc=f'DAMSM epoch {epoch}',
-                       leave=False, dynamic_ncols=True, disable=None)
+                       leave=False, dynamic_ncols=True, disable=None if main else True)
             step = skip
             for batch in bar:
                 imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, device)
                 text_encoder.zero_grad()
                 image_encoder.zero_grad()
-                losses, attn_maps, _, _ = damsm_losses(image_encoder, text_encoder, imgs[-1], captions, cap_lens,
+                losses, attn_maps, _, _ = damsm_losses(ddp_image, ddp_text, imgs[-1], captions, cap_lens,
                                                        class_ids, labels, cfg)
                 loss = sum(losses.values())
                 check_finite(losses, global_step)
@@ -206,13 +224,14 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
                 step += 1
                 global_step += 1
                 if (step - 1) % interval == 0:
-                    values = {k: float(v.detach()) for k, v in losses.items()}
+                    values = dist.mean_over_ranks(losses)
                     bar.set_postfix({k: f'{v:.2f}' for k, v in values.items()})
                     metrics.write({'kind': 'damsm_step', 'epoch': epoch, 'step': global_step, **values},
                                   step=global_step)
-                    save_png(attention_picture(imgs[-1], captions, dataset.ixtoword, attn_maps),
-                             run.image_dir / f'attention_maps_e{epoch}_s{step - 1}.png')
-                why = stop_reason(interrupt.stop_requested, max_steps, global_step)
+                    if main:
+                        save_png(attention_picture(imgs[-1], captions, dataset.ixtoword, attn_maps),
+                                 run.image_dir / f'attention_maps_e{epoch}_s{step - 1}.png')
+                why = stop_reason(dist.any_rank(interrupt.stop_requested), max_steps, global_step)
                 if why:
                     checkpoint(epoch, step, optimizer)
                     bar.close()
@@ -222,13 +241,14 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
                     return last
             bar.close()
             n_steps = max(step, 1)
-            train_means = {f'train_{k}': float(v) / n_steps for k, v in sums.items()}
+            train_means = {f'train_{k}': v / n_steps for k, v in dist.mean_over_ranks(sums).items()}
             val_generator.manual_seed(run.seed)
             val = evaluate(image_encoder, text_encoder, val_loader, cfg, device, dataset.ixtoword,
-                           picture_path=run.image_dir / f'val_attention_e{epoch}.png')
+                           picture_path=run.image_dir / f'val_attention_e{epoch}.png') if main else {}
             elapsed = time.time() - t0
             last = {'kind': 'damsm_epoch', 'epoch': epoch, 'lr': lr, 'time_s': elapsed,
-                    'images_per_s': len(loader) * batch_size / max(elapsed, 1e-9), **train_means, **val}
+                    'images_per_s': len(loader) * batch_size * dist.world_size() / max(elapsed, 1e-9),
+                    **train_means, **val}
             metrics.write(last, step=global_step)
             log.info('epoch %d | %.1fs | train w %.3f s %.3f | val w %.3f s %.3f | R@1 img->txt %.3f '
                      'txt->img %.3f | lr %.6f', epoch, elapsed,
@@ -239,13 +259,14 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
             if lr > cfg.TRAIN.ENCODER_LR / 10.0:
                 lr *= 0.98
             final = epoch == cfg.TRAIN.MAX_EPOCH - 1
-            if epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0 or final:
+            if (epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0 or final) and main:
                 atomic_save(image_encoder.state_dict(), run.model_dir / f'image_encoder{epoch}.pth')
                 atomic_save(text_encoder.state_dict(), run.model_dir / f'text_encoder{epoch}.pth')
                 log.info('saved text_encoder%d.pth and image_encoder%d.pth in %s', epoch, epoch, run.model_dir)
             sums = {}
+            stop = dist.any_rank(interrupt.stop_requested)  # all ranks must agree: checkpoint is a collective
             checkpoint(epoch + 1, 0, optimizer)
-            if interrupt.stop_requested:
+            if stop:
                 log.info('interrupted after epoch %d: checkpoint written', epoch)
                 break
     metrics.close()

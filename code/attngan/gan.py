@@ -18,6 +18,8 @@ its next D step zeroes before use. This skips the D weight gradients in the G st
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -31,8 +33,10 @@ from tqdm import tqdm
 from .build import build_discriminators, build_generator, build_image_encoder, build_text_encoder
 from .config import Config, ConfigError, resolve_path
 from .damsm import image_encoder_path
-from .data import build_dataloader, prepare_data
-from .engine.checkpoint import TRAIN_STATE_NAME, atomic_save, rng_state, save_train_state, set_rng_state
+from .data import build_dataloader, build_dataset, prepare_data
+from .engine import distributed as dist
+from .engine.fast import adam, fast_path, images_to, prepare_module
+from .engine.checkpoint import TRAIN_STATE_NAME, atomic_save, rng_state, save_train_state
 from .engine.logger import MetricsWriter
 from .engine.loop import check_finite, epoch_batches, stop_reason
 from .engine.run import Run
@@ -73,7 +77,8 @@ def train_step(text_encoder: nn.Module, image_encoder: nn.Module, netG: nn.Modul
                avg_param_G: Sequence[torch.Tensor], imgs: Sequence[torch.Tensor], captions: torch.Tensor,
                cap_lens: torch.Tensor, class_ids, noise: torch.Tensor, real_labels: torch.Tensor,
                fake_labels: torch.Tensor, match_labels: torch.Tensor, *, gamma1: float, gamma2: float,
-               gamma3: float, lambda_: float, ema_decay: float = 0.999) -> Dict[str, object]:
+               gamma3: float, lambda_: float, ema_decay: float = 0.999,
+               amp_dtype: torch.dtype | None = None) -> Dict[str, object]:
     """One faithful AttnGAN iteration (see the module docstring for the order of operations).
 
     text_encoder / image_encoder: frozen DAMSM encoders in eval mode; netG, netsD: in train mode;
@@ -81,13 +86,21 @@ def train_step(text_encoder: nn.Module, image_encoder: nn.Module, netG: nn.Modul
     netsD[i] judges (B x 3 x S x S in [-1, 1]; 64*2^i px for G_NET, the final size for G_DCGAN); captions: B x WORDS_NUM int64; cap_lens: B lengths
     (sorted descending); class_ids: B class ids (tensor / numpy / None); noise: B x Z_DIM buffer,
     refilled in place with normal_(0, 1); real_labels / fake_labels: B ones / zeros (float);
-    match_labels: arange(B); gammas and lambda_: TRAIN.SMOOTH.*; ema_decay: TRAIN.EMA_DECAY.
+    match_labels: arange(B); gammas and lambda_: TRAIN.SMOOTH.*; ema_decay: TRAIN.EMA_DECAY;
+    amp_dtype: None (faithful fp32) or torch.bfloat16 (the fast path: forwards under autocast, fp32 master
+    weights; BCE, the DAMSM log-softmaxes and KL stay in fp32, see losses.py).
 
     Returns a dict of detached tensors: 'errD0'.. 'errD{n-1}', 'errD_total', 'errG_total' (KL included),
     'kl_loss', 'g_loss{i}', 'w_loss', 's_loss', 'w_loss0', 'w_loss1', 's_loss0', 's_loss1', and
     'fake_imgs' (the list of generated images, detached), 'mu', 'logvar'.
     """
     batch_size = captions.size(0)
+
+    def amp():
+        if amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(captions.device.type, dtype=amp_dtype)
+
     # (1) text embeddings (the encoder is frozen: its outputs are used detached)
     with torch.no_grad():
         hidden = text_encoder.init_hidden(batch_size)
@@ -98,14 +111,16 @@ def train_step(text_encoder: nn.Module, image_encoder: nn.Module, netG: nn.Modul
 
     # (2) fake images
     noise.normal_(0, 1)
-    fake_imgs, _, mu, logvar = netG(noise, sent_emb, words_embs, mask)
+    with amp():
+        fake_imgs, _, mu, logvar = netG(noise, sent_emb, words_embs, mask)
 
     # (3) one update per D
     out: Dict[str, object] = {}
     errD_total = 0
     for i, (netD, optD) in enumerate(zip(netsD, optimizersD)):
         netD.zero_grad()
-        errD = discriminator_loss(netD, imgs[i], fake_imgs[i], sent_emb, real_labels, fake_labels)
+        with amp():
+            errD = discriminator_loss(netD, imgs[i], fake_imgs[i], sent_emb, real_labels, fake_labels)
         errD.backward()
         optD.step()
         errD_total = errD_total + errD.detach()
@@ -113,9 +128,10 @@ def train_step(text_encoder: nn.Module, image_encoder: nn.Module, netG: nn.Modul
 
     # (4) G update against the updated Ds
     netG.zero_grad()
-    errG_total, _, terms = generator_loss(netsD, image_encoder, fake_imgs, real_labels, words_embs, sent_emb,
-                                          match_labels, cap_lens, class_ids, gamma1=gamma1, gamma2=gamma2,
-                                          gamma3=gamma3, lambda_=lambda_, with_logs=False)
+    with amp():
+        errG_total, _, terms = generator_loss(netsD, image_encoder, fake_imgs, real_labels, words_embs,
+                                              sent_emb, match_labels, cap_lens, class_ids, gamma1=gamma1,
+                                              gamma2=gamma2, gamma3=gamma3, lambda_=lambda_, with_logs=False)
     kl_loss = KL_loss(mu, logvar)
     errG_total = errG_total + kl_loss
     errG_total.backward(inputs=[p for p in netG.parameters() if p.requires_grad])
@@ -197,15 +213,21 @@ def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
     """Train G and the Ds (TRAIN.FLAG True). Returns the last epoch's summary."""
     device = run.device
     generator = torch.Generator()
-    loader, dataset = build_dataloader(cfg, 'train', shuffle=True, drop_last=True, generator=generator,
-                                       device=device)
+    with dist.main_first():  # rank 0 builds a missing image cache alone
+        dataset = build_dataset(cfg, 'train')
+    # under torchrun TRAIN.BATCH_SIZE is per process and each rank draws its own shard of every epoch
+    loader, _ = build_dataloader(cfg, 'train', shuffle=True, drop_last=True, dataset=dataset, generator=generator,
+                                 device=device, sampler=dist.shard_sampler(len(dataset), generator))
     batch_size = cfg.TRAIN.BATCH_SIZE
     if len(loader) == 0:
         raise ValueError(f'the train split of {cfg.DATA_DIR} has {len(dataset)} images, fewer than '
-                         f'TRAIN.BATCH_SIZE={batch_size}')
+                         f'TRAIN.BATCH_SIZE={batch_size}' + (f' x {dist.world_size()} processes'
+                                                             if dist.is_distributed() else ''))
+    # frozen: replicated on every rank, not wrapped
     text_encoder, image_encoder = load_frozen_encoders(cfg, dataset.n_words, device)
     netG = build_generator(cfg).to(device)
     netsD = [d.to(device) for d in build_discriminators(cfg)]
+    fp = fast_path(cfg, device)
     start_epoch, start_step = 0, 0
     if cfg.TRAIN.NET_G and resume_state is None:
         net_g = resolve_path(cfg.TRAIN.NET_G)
@@ -215,10 +237,17 @@ def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
             for i, netD in enumerate(netsD):
                 load_state_dict_file(net_g.parent / f'netD{i}.pth', netD, f'discriminator {i}')
         log.info('loaded %s; continuing at epoch %d', net_g, start_epoch)
+    prepare_module(netG, fp)
+    for d in netsD:
+        prepare_module(d, fp, heads=('COND_DNET', 'UNCOND_DNET'))
+    prepare_module(image_encoder, dataclasses.replace(fp, compile=False))  # frozen: layout only
+    # DDP wrappers (the modules themselves outside torchrun) serve train_step only; the plain modules are
+    # loaded, saved and sampled. Wrapping copies rank 0's weights, so the EMA starts equal on all ranks.
+    ddpG = dist.wrap_ddp(netG, device, sync_bn=cfg.TRAIN.SYNC_BN)
+    ddpsD = [dist.wrap_ddp(d, device, sync_bn=cfg.TRAIN.SYNC_BN) for d in netsD]
     avg_params = copy_G_params(netG)
-    optimizerG = torch.optim.Adam(netG.parameters(), lr=cfg.TRAIN.GENERATOR_LR, betas=(0.5, 0.999))
-    optimizersD = [torch.optim.Adam(d.parameters(), lr=cfg.TRAIN.DISCRIMINATOR_LR, betas=(0.5, 0.999))
-                   for d in netsD]
+    optimizerG = adam(netG.parameters(), cfg.TRAIN.GENERATOR_LR, fp)
+    optimizersD = [adam(d.parameters(), cfg.TRAIN.DISCRIMINATOR_LR, fp) for d in netsD]
     fixed_noise = torch.randn(batch_size, cfg.GAN.Z_DIM, device=device)
     noise = torch.empty(batch_size, cfg.GAN.Z_DIM, device=device)
     real_labels = torch.ones(batch_size, device=device)
@@ -235,24 +264,34 @@ def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
         for o, sd in zip(optimizersD, resume_state['optimizersD']):
             o.load_state_dict(sd)
         fixed_noise = resume_state['fixed_noise'].to(device)
-        start_epoch, start_step = resume_state['epoch'], resume_state['step']
+        start_epoch = resume_state['epoch']
+        start_step = dist.rescale_step(resume_state['step'], resume_state.get('world_size', 1))
         gen_iterations = resume_state['gen_iterations']
         log.info('resuming at epoch %d, batch %d (iteration %d)', start_epoch, start_step, gen_iterations)
 
-    metrics = MetricsWriter(run.metrics_path, run.root / 'tensorboard' if cfg.TRAIN.TENSORBOARD else None)
+    main = dist.is_main()  # only rank 0 writes metrics, pictures and checkpoints
+    metrics = (MetricsWriter(run.metrics_path, run.root / 'tensorboard' if cfg.TRAIN.TENSORBOARD else None)
+               if main else dist.NullMetricsWriter())
     max_steps = cfg.TRAIN.MAX_STEPS
     last: dict = {}
 
     def checkpoint(epoch: int, step: int) -> None:
+        """Every rank calls this (its RNG states are gathered); rank 0 writes."""
+        rng_ranks = dist.gather_rng_states()
+        if not main:
+            return
         save_train_state(run.model_dir / TRAIN_STATE_NAME, kind='gan', epoch=epoch, step=step,
                          gen_iterations=gen_iterations, netG=netG.state_dict(),
                          netsD=[d.state_dict() for d in netsD], avg_params=[p.detach().cpu() for p in avg_params],
                          optimizerG=optimizerG.state_dict(), optimizersD=[o.state_dict() for o in optimizersD],
                          fixed_noise=fixed_noise.cpu(), seed=run.seed, n_words=dataset.n_words,
-                         config=cfg.to_dict(), rng=rng_state())
+                         config=cfg.to_dict(), rng=rng_state(), rng_ranks=rng_ranks,
+                         world_size=dist.world_size())
 
     def snapshot(epoch: int) -> None:
         """The original's files: netG_epoch_<N>.pth holds the averaged weights; netD<i>.pth the Ds."""
+        if not main:
+            return
         backup = copy_G_params(netG)
         load_params(netG, avg_params)
         atomic_save(netG.state_dict(), run.model_dir / f'netG_epoch_{epoch}.pth')
@@ -269,33 +308,39 @@ def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
             skip = start_step if epoch == start_epoch else 0
             batches = epoch_batches(loader, generator, run.seed, epoch, skip=skip)
             if resume_state is not None:
-                set_rng_state(resume_state['rng'])
+                dist.restore_rng(resume_state)
                 resume_state = None
             t0 = time.time()
             bar = tqdm(batches, total=len(loader), initial=skip, desc=f'GAN epoch {epoch}', leave=False,
-                       dynamic_ncols=True, disable=None)
+                       dynamic_ncols=True, disable=None if main else True)
             step = skip
             for batch in bar:
                 imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, device)
-                out = train_step(text_encoder, image_encoder, netG, netsD, optimizerG, optimizersD, avg_params,
-                                 imgs, captions, cap_lens, class_ids, noise, real_labels, fake_labels,
-                                 match_labels, gamma1=s.GAMMA1, gamma2=s.GAMMA2, gamma3=s.GAMMA3,
-                                 lambda_=s.LAMBDA, ema_decay=cfg.TRAIN.EMA_DECAY)
+                out = train_step(text_encoder, image_encoder, ddpG, ddpsD, optimizerG, optimizersD, avg_params,
+                                 images_to(imgs, fp), captions, cap_lens, class_ids, noise, real_labels,
+                                 fake_labels, match_labels, gamma1=s.GAMMA1, gamma2=s.GAMMA2, gamma3=s.GAMMA3,
+                                 lambda_=s.LAMBDA, ema_decay=cfg.TRAIN.EMA_DECAY, amp_dtype=fp.amp_dtype)
                 losses = {k: v for k, v in out.items() if k.startswith(('errD', 'errG', 'g_loss', 'w_loss',
                                                                           's_loss', 'kl_loss'))}
                 step += 1
                 gen_iterations += 1
-                check_finite(losses, gen_iterations)
-                if gen_iterations % cfg.TRAIN.LOG_INTERVAL == 0 or step == len(loader):
-                    values = {k: float(v) for k, v in losses.items()}
+                log_step = gen_iterations % cfg.TRAIN.LOG_INTERVAL == 0 or step == len(loader)
+                if not fp.enabled or log_step:
+                    # fast path: no host sync per step; a NaN spreads into the weights, so every later
+                    # loss is NaN too and the next log step (before any checkpoint) catches it
+                    check_finite(losses, gen_iterations)
+                if log_step:
+                    values = dist.mean_over_ranks(losses)
                     bar.set_postfix({k: f'{v:.2f}' for k, v in values.items() if k.startswith(('errD', 'errG'))})
                     metrics.write({'kind': 'gan_step', 'epoch': epoch, 'iteration': gen_iterations, **values},
                                   step=gen_iterations)
-                if gen_iterations % cfg.TRAIN.SAMPLE_INTERVAL == 0:
-                    save_pictures(netG, avg_params, fixed_noise, text_encoder, captions, cap_lens, image_encoder,
-                                  dataset.ixtoword, run.image_dir, f'iter{gen_iterations}', cfg)
-                why = stop_reason(interrupt.stop_requested, max_steps, gen_iterations)
+                if gen_iterations % cfg.TRAIN.SAMPLE_INTERVAL == 0 and main:
+                    with dist.local_batchnorm(netG):
+                        save_pictures(netG, avg_params, fixed_noise, text_encoder, captions, cap_lens,
+                                      image_encoder, dataset.ixtoword, run.image_dir, f'iter{gen_iterations}', cfg)
+                why = stop_reason(dist.any_rank(interrupt.stop_requested), max_steps, gen_iterations)
                 if why:
+                    check_finite(losses, gen_iterations)
                     checkpoint(epoch, step)
                     bar.close()
                     log.info('%s at epoch %d, batch %d: checkpoint written to %s', why, epoch, step,
@@ -306,19 +351,22 @@ def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
             elapsed = time.time() - t0
             n_done = len(loader) - skip
             last = {'kind': 'gan_epoch', 'epoch': epoch, 'iteration': gen_iterations, 'time_s': elapsed,
-                    'images_per_s': n_done * batch_size / max(elapsed, 1e-9),
-                    **{k: float(v) for k, v in losses.items()}}
+                    'images_per_s': n_done * batch_size * dist.world_size() / max(elapsed, 1e-9),
+                    **dist.mean_over_ranks(losses)}
             metrics.write(last, step=gen_iterations)
             log.info('[%d/%d][%d] Loss_D: %.2f Loss_G: %.2f Time: %.2fs (%.1f images/s)', epoch,
                      cfg.TRAIN.MAX_EPOCH, len(loader), last['errD_total'], last['errG_total'], elapsed,
                      last['images_per_s'])
-            save_pictures(netG, avg_params, fixed_noise, text_encoder, captions, cap_lens, image_encoder,
-                          dataset.ixtoword, run.image_dir, f'epoch{epoch}', cfg)
+            if main:
+                with dist.local_batchnorm(netG):
+                    save_pictures(netG, avg_params, fixed_noise, text_encoder, captions, cap_lens, image_encoder,
+                                  dataset.ixtoword, run.image_dir, f'epoch{epoch}', cfg)
             if epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0:
                 snapshot(epoch)
-            if (epoch + 1) % cfg.TRAIN.CHECKPOINT_INTERVAL == 0 or interrupt.stop_requested:
+            stop = dist.any_rank(interrupt.stop_requested)  # all ranks must agree before the collective
+            if (epoch + 1) % cfg.TRAIN.CHECKPOINT_INTERVAL == 0 or stop:
                 checkpoint(epoch + 1, 0)
-            if interrupt.stop_requested:
+            if stop:
                 log.info('interrupted after epoch %d: checkpoint written', epoch)
                 metrics.close()
                 return last

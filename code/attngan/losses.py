@@ -68,6 +68,7 @@ def sent_loss(cnn_code: torch.Tensor, rnn_code: torch.Tensor, labels: Optional[t
     scores0 = sent_logits(cnn_code, rnn_code, class_ids, batch_size, gamma3=gamma3, eps=eps)
     if labels is None:
         return None, None
+    scores0 = scores0.float()  # fp32 log-softmax on the fast path (a no-op otherwise)
     return F.cross_entropy(scores0, labels), F.cross_entropy(scores0.transpose(0, 1), labels)
 
 
@@ -124,12 +125,20 @@ def words_loss(img_features: torch.Tensor, words_emb: torch.Tensor, labels: Opti
     att_maps = [attn[i, :, i, :n].t().reshape(1, n, ih, iw) for i, n in enumerate(lens[:batch_size])]
     if labels is None:
         return None, None, att_maps
+    similarities = similarities.float()  # fp32 log-softmax on the fast path (a no-op otherwise)
     loss0 = F.cross_entropy(similarities, labels)
     loss1 = F.cross_entropy(similarities.transpose(0, 1), labels)
     return loss0, loss1, att_maps
 
 
 # ------------------------------------------------------------------ GAN
+def _bce(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """binary_cross_entropy in float32 with autocast off (CUDA autocast refuses it; the fast path's
+    bf16 probabilities would lose the loss near 1). Identical to F.binary_cross_entropy on fp32 inputs."""
+    with torch.autocast(probs.device.type, enabled=False):
+        return F.binary_cross_entropy(probs.float(), targets.float())
+
+
 def discriminator_loss(netD, real_imgs: torch.Tensor, fake_imgs: torch.Tensor, conditions: torch.Tensor,
                        real_labels: torch.Tensor, fake_labels: torch.Tensor) -> torch.Tensor:
     """Loss of one discriminator: real/fake (conditional and, with UNCOND_DNET, unconditional) and
@@ -137,14 +146,14 @@ def discriminator_loss(netD, real_imgs: torch.Tensor, fake_imgs: torch.Tensor, c
     # real and fake go through D separately, so BN uses separate batch statistics (as the original)
     real_features = netD(real_imgs)
     fake_features = netD(fake_imgs.detach())
-    cond_real_errD = F.binary_cross_entropy(netD.COND_DNET(real_features, conditions), real_labels)
-    cond_fake_errD = F.binary_cross_entropy(netD.COND_DNET(fake_features, conditions), fake_labels)
+    cond_real_errD = _bce(netD.COND_DNET(real_features, conditions), real_labels)
+    cond_fake_errD = _bce(netD.COND_DNET(fake_features, conditions), fake_labels)
     batch_size = real_features.size(0)
     cond_wrong_logits = netD.COND_DNET(real_features[:(batch_size - 1)], conditions[1:batch_size])
-    cond_wrong_errD = F.binary_cross_entropy(cond_wrong_logits, fake_labels[1:batch_size])
+    cond_wrong_errD = _bce(cond_wrong_logits, fake_labels[1:batch_size])
     if netD.UNCOND_DNET is not None:
-        real_errD = F.binary_cross_entropy(netD.UNCOND_DNET(real_features), real_labels)
-        fake_errD = F.binary_cross_entropy(netD.UNCOND_DNET(fake_features), fake_labels)
+        real_errD = _bce(netD.UNCOND_DNET(real_features), real_labels)
+        fake_errD = _bce(netD.UNCOND_DNET(fake_features), fake_labels)
         return ((real_errD + cond_real_errD) / 2. +
                 (fake_errD + cond_fake_errD + cond_wrong_errD) / 3.)
     return cond_real_errD + (cond_fake_errD + cond_wrong_errD) / 2.
@@ -179,9 +188,9 @@ def generator_loss(netsD: Sequence, image_encoder, fake_imgs: Sequence[torch.Ten
     errG_total = 0
     for i in range(numDs):
         features = netsD[i](fake_imgs[i])
-        cond_errG = F.binary_cross_entropy(netsD[i].COND_DNET(features, sent_emb), real_labels)
+        cond_errG = _bce(netsD[i].COND_DNET(features, sent_emb), real_labels)
         if netsD[i].UNCOND_DNET is not None:
-            errG = F.binary_cross_entropy(netsD[i].UNCOND_DNET(features), real_labels)
+            errG = _bce(netsD[i].UNCOND_DNET(features), real_labels)
             g_loss = errG + cond_errG
         else:
             g_loss = cond_errG
@@ -191,6 +200,7 @@ def generator_loss(netsD: Sequence, image_encoder, fake_imgs: Sequence[torch.Ten
             region_features, cnn_code = image_encoder(fake_imgs[i])
             sims, _ = words_logits(region_features, words_embs, cap_lens, class_ids, batch_size,
                                    gamma1=gamma1, gamma2=gamma2, gamma3=gamma3)
+            sims = sims.float()  # fp32 log-softmax on the fast path (a no-op otherwise)
             w_loss0 = F.cross_entropy(sims, match_labels)
             w_loss1 = F.cross_entropy(sims.transpose(0, 1), match_labels)
             w_loss = (w_loss0 + w_loss1) * lambda_
@@ -206,5 +216,6 @@ def generator_loss(netsD: Sequence, image_encoder, fake_imgs: Sequence[torch.Ten
 
 def KL_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, 1)), averaged over all elements: -0.5 * mean(1 + logvar - mu^2 - e^logvar)."""
+    mu, logvar = mu.float(), logvar.float()  # fp32 on the fast path (a no-op otherwise)
     KLD_element = -(mu.pow(2) + logvar.exp()) + 1 + logvar
     return torch.mean(KLD_element) * -0.5

@@ -558,7 +558,9 @@ class D_GET_LOGITS(nn.Module):
             h_c_code = self.jointConv(torch.cat((h_code, c_code), 1))  # image code first
         else:
             h_c_code = h_code
-        return self.outlogits(h_c_code).view(-1)
+        # the sigmoid runs in float32 (a no-op on the faithful fp32 path): under bf16 autocast a
+        # probability near 1 would round to 1 and the BCE gradient would vanish
+        return self.outlogits[1](self.outlogits[0](h_c_code).float()).view(-1)
 
 
 class D_NET64(nn.Module):

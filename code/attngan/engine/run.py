@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..config import Config, ConfigError, load_config, resolve_path, to_yaml
+from . import distributed
 from .logger import setup_logging
 
 log = logging.getLogger('attngan')
@@ -50,12 +51,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def select_device(cfg: Config) -> torch.device:
-    """CUDA device GPU_ID when CUDA is set and available, else the CPU (said once in the log)."""
+    """CUDA device GPU_ID (under torchrun: LOCAL_RANK) when CUDA is set and available, else the CPU."""
     if cfg.CUDA and torch.cuda.is_available():
-        if cfg.GPU_ID >= torch.cuda.device_count():
-            raise ConfigError(f'GPU_ID={cfg.GPU_ID}, but only {torch.cuda.device_count()} GPU(s) are visible')
-        torch.cuda.set_device(cfg.GPU_ID)
-        device = torch.device('cuda', cfg.GPU_ID)
+        index, key = (distributed.local_rank(), 'LOCAL_RANK') if distributed.launched() else (cfg.GPU_ID, 'GPU_ID')
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f'{key}={index}, but only {torch.cuda.device_count()} GPU(s) are visible')
+        torch.cuda.set_device(index)
+        device = torch.device('cuda', index)
         log.info('device: %s (%s)', device, torch.cuda.get_device_name(device))
     else:
         why = 'CUDA disabled (--gpu -1 or CUDA: False)' if not cfg.CUDA else 'no GPU available'
@@ -127,23 +129,38 @@ def run_name(cfg: Config) -> str:
 
 def start_run(cfg: Config, manual_seed: int | None = None, output_dir: str | None = None,
               root: Path | None = None) -> Run:
-    """Create (or reuse, when resuming) the run folder, log the resolved config, seed, pick the device."""
+    """Create (or reuse, when resuming) the run folder, log the resolved config, seed, pick the device.
+
+    Under torchrun this also joins the process group (:func:`distributed.init`); every rank gets rank 0's
+    folder and seed, only rank 0 creates files and logs at INFO, and rank r seeds its RNGs with
+    ``distributed.rank_seed(seed)`` (``Run.seed`` stays the shared seed that orders the epochs).
+    """
+    distributed.init(use_cuda=bool(cfg.CUDA) and torch.cuda.is_available())
     if root is None:
         if output_dir:
             root = Path(output_dir).resolve()
         else:
             stamp = datetime.datetime.now().strftime('%Y_%m_%d_%H_%M_%S')
             root = resolve_path(cfg.OUTPUT_DIR) / f'{run_name(cfg)}_{stamp}'
-    (root / 'Model').mkdir(parents=True, exist_ok=True)
-    (root / 'Image').mkdir(parents=True, exist_ok=True)
-    setup_logging(root / 'log.txt')
-    seed = choose_seed(cfg, manual_seed)
-    seed_everything(seed)
+    root = distributed.broadcast_object(root)  # the ranks' clocks (timestamps) may differ
+    main = distributed.is_main()
+    if main:
+        (root / 'Model').mkdir(parents=True, exist_ok=True)
+        (root / 'Image').mkdir(parents=True, exist_ok=True)
+        setup_logging(root / 'log.txt')
+    else:
+        setup_logging(level=logging.WARNING)
+    seed = distributed.broadcast_object(choose_seed(cfg, manual_seed))  # a random seed differs per rank
+    seed_everything(distributed.rank_seed(seed))
     device = select_device(cfg)
     if device.type == 'cpu' and tune_malloc():
         log.info('CPU run: glibc malloc set to keep freed memory (fewer page faults per iteration)')
+    if distributed.is_distributed():
+        log.info('torchrun: %d processes; TRAIN.BATCH_SIZE=%d per process (effective batch %d)',
+                 distributed.world_size(), cfg.TRAIN.BATCH_SIZE, distributed.world_size() * cfg.TRAIN.BATCH_SIZE)
     log.info('run folder: %s', root)
     log.info('seed: %d', seed)
     log.info('resolved config:\n%s', to_yaml(cfg))
-    (root / 'config.yaml').write_text(to_yaml(cfg), encoding='utf-8')
+    if main:
+        (root / 'config.yaml').write_text(to_yaml(cfg), encoding='utf-8')
     return Run(cfg=cfg, root=root, device=device, seed=seed)

@@ -105,7 +105,7 @@ def main(argv=None) -> None:
                     help="the device's peak TFLOP/s, to print the achieved fraction")
     ap.add_argument('--threads', type=int, default=None, help='CPU threads (default: torch default)')
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format='%(message)s')
+    logging.basicConfig(level=logging.ERROR, format='%(message)s')  # not the random-trunk warning per model
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

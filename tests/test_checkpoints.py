@@ -118,3 +118,21 @@ def test_pickled_objects_are_refused(tmp_path):
         pickle.dump({'x': _Arbitrary()}, f, protocol=2)
     with pytest.raises(CheckpointError, match='weights_only'):
         read_state_dict(tmp_path / 'obj.pth', 'NET_G')
+
+
+def test_atomic_open_keeps_old_file_on_error_and_plain_permissions(tmp_path):
+    import os
+    from attngan.atomic import atomic_open
+    from attngan.engine.checkpoint import atomic_save
+    target = tmp_path / 'sub' / 'state.pt'
+    atomic_save({'a': torch.ones(2)}, target)
+    assert torch.load(target)['a'].tolist() == [1.0, 1.0]
+    with pytest.raises(RuntimeError, match='disk full'):
+        with atomic_open(target) as f:
+            f.write(b'half a file')
+            raise RuntimeError('disk full')
+    assert torch.load(target)['a'].tolist() == [1.0, 1.0]  # the old file, untouched
+    assert [p.name for p in target.parent.iterdir()] == ['state.pt']  # no temporary left behind
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # as open() would create it, not mkstemp's 0600

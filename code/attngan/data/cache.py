@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -25,7 +24,7 @@ import numpy as np
 import torch.utils.data
 import torchvision.transforms.functional as TF
 
-from .safe_pickle import atomic_write_bytes
+from ..atomic import atomic_open, atomic_write_bytes
 from .text import ImageError
 from .transforms import crop_to_bbox, load_image
 
@@ -130,24 +129,15 @@ def build_cache(items: Sequence[tuple[str, str, Sequence[int] | None]], size: in
             pass
     offsets = [0]
     shapes = []
-    fd, tmp = tempfile.mkstemp(dir=data_path.parent, prefix=f'.{data_path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            for arr in loader:
-                if arr is None:
-                    shapes.append((0, 0, 3))
-                    offsets.append(offsets[-1])
-                    continue
-                f.write(arr.tobytes())
-                shapes.append(arr.shape)
-                offsets.append(offsets[-1] + arr.nbytes)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, data_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(data_path) as f:
+        for arr in loader:
+            if arr is None:
+                shapes.append((0, 0, 3))
+                offsets.append(offsets[-1])
+                continue
+            f.write(arr.tobytes())
+            shapes.append(arr.shape)
+            offsets.append(offsets[-1] + arr.nbytes)
     buf = io.BytesIO()
     np.savez(buf, keys=np.array([k for k, _, _ in items], dtype=str),
              offsets=np.asarray(offsets, dtype=np.int64), shapes=np.asarray(shapes, dtype=np.int32).reshape(-1, 3))

@@ -14,11 +14,12 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..atomic import atomic_write_bytes
 
 __all__ = ['UnsafePickleError', 'SafeUnpickler', 'safe_load', 'safe_loads',
            'atomic_write_bytes', 'atomic_write_text', 'dump_pickle_atomic']
@@ -125,25 +126,7 @@ def safe_load(path: str | os.PathLike) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# atomic writes: temp file in the same folder, fsync, rename; readers never see a half-written file
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
+# atomic writes (attngan.atomic): readers never see a half-written file
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode('utf-8'))

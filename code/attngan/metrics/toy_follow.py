@@ -37,7 +37,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image
 
+from ..atomic import atomic_open
 from ..data.cub import image_root, load_bbox
 from ..data.toy import ATTRIBUTES, COLOR_PART, PALETTE, PART_LABELS, SIZES, load_attributes, render_bird
 from ..data.transforms import crop_to_bbox, load_image, load_size
@@ -391,16 +391,8 @@ def real_test_scores(clf: FollowClassifier, data_dir: str | os.PathLike) -> dict
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from other users of the dataset
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        torch.save(obj, f)
 
 
 def load_or_train(data_dir: str | os.PathLike, cache: str | os.PathLike | bool | None = None,

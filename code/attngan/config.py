@@ -92,8 +92,8 @@ def get_default_config() -> Config:
             DAMSM_UPDATE_INTERVAL=200,  # DAMSM: log + attention picture every N steps (original: 200)
             EMA_DECAY=0.999,  # generator weight averaging: avg = decay * avg + (1 - decay) * p
             CHECKPOINT_INTERVAL=1,  # full resumable checkpoint every N epochs (and on Ctrl-C)
-            FAST=False,  # fast path: bf16 autocast, channels_last, fused Adam, compile (not faithful)
-            COMPILE=True,  # with FAST: torch.compile the generator and discriminators
+            FAST=False,  # GAN fast path: bf16 autocast; CUDA: channels_last, fused Adam, compile (engine/fast.py)
+            COMPILE=True,  # with FAST on CUDA: torch.compile the generator and discriminators
             SYNC_BN=False,  # torchrun multi-GPU: SyncBatchNorm in the trained nets (CUDA only; per-rank BN if False)
             TENSORBOARD=False,  # also write TensorBoard scalars (needs the tensorboard package)
             RESUME='',  # '' (no), 'latest' or a path to a full checkpoint (train_state.pt)

@@ -76,6 +76,12 @@ def test_bad_net_e_name_is_one_clear_error(tiny_toy, tmp_path, capsys):
     assert 'text_encoder<epoch>.pth' in capsys.readouterr().err
 
 
+def test_batch_larger_than_split_is_one_clear_error(tiny_toy, tmp_path, capsys):
+    assert _run(tiny_toy, tmp_path / 'run', 'TRAIN.BATCH_SIZE=500') == 2
+    err = capsys.readouterr().err
+    assert 'fewer than TRAIN.BATCH_SIZE=500: nothing to train on' in err and str(tiny_toy) in err
+
+
 def test_retrieval_accuracy_known_cases():
     torch.manual_seed(0)
     n, d = 60, 8

@@ -21,7 +21,7 @@ from .data import build_dataloader, build_dataset, prepare_data
 from .engine import distributed as dist
 from .engine.checkpoint import TRAIN_STATE_NAME, atomic_save, rng_state, save_train_state
 from .engine.logger import MetricsWriter
-from .engine.loop import check_finite, epoch_batches, stop_reason
+from .engine.loop import check_finite, epoch_batches, stop_reason, train_loader
 from .engine.run import Run
 from .engine.signals import GracefulInterrupt
 from .losses import sent_loss, words_loss
@@ -129,15 +129,8 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
         dataset = build_dataset(cfg, 'train')
         val_loader, _ = build_dataloader(cfg, 'test', shuffle=True, drop_last=True, device=device,
                                          vocab_from=dataset, generator=val_generator)
-    # under torchrun TRAIN.BATCH_SIZE is per process and each rank draws its own shard of every epoch
-    loader, _ = build_dataloader(cfg, 'train', shuffle=True, drop_last=True, dataset=dataset, generator=generator,
-                                 device=device, sampler=dist.shard_sampler(len(dataset), generator))
+    loader = train_loader(cfg, dataset, generator, device)
     batch_size = cfg.TRAIN.BATCH_SIZE
-    if len(loader) == 0:
-        raise ValueError(f'the train split of {cfg.DATA_DIR} has {len(dataset)} images, fewer than '
-                         f'TRAIN.BATCH_SIZE={batch_size}' + (f' x {dist.world_size()} processes'
-                                                             if dist.is_distributed() else '')
-                         + ': nothing to train on')
     log.info('DAMSM: %d train images (%d batches of %d per process), %d test batches, vocabulary %d',
              len(dataset), len(loader), batch_size, len(val_loader), dataset.n_words)
 

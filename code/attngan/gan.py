@@ -33,12 +33,12 @@ from tqdm import tqdm
 from .build import build_discriminators, build_generator, build_image_encoder, build_text_encoder
 from .config import Config, ConfigError, resolve_path
 from .damsm import image_encoder_path
-from .data import build_dataloader, build_dataset, prepare_data
+from .data import build_dataset, prepare_data
 from .engine import distributed as dist
 from .engine.fast import adam, fast_path, images_to, prepare_module
 from .engine.checkpoint import TRAIN_STATE_NAME, atomic_save, rng_state, save_train_state
 from .engine.logger import MetricsWriter
-from .engine.loop import check_finite, epoch_batches, stop_reason
+from .engine.loop import check_finite, epoch_batches, stop_reason, train_loader
 from .engine.run import Run
 from .engine.signals import GracefulInterrupt
 from .losses import KL_loss, discriminator_loss, format_g_logs, generator_loss, words_loss
@@ -215,14 +215,8 @@ def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
     generator = torch.Generator()
     with dist.main_first():  # rank 0 builds a missing image cache alone
         dataset = build_dataset(cfg, 'train')
-    # under torchrun TRAIN.BATCH_SIZE is per process and each rank draws its own shard of every epoch
-    loader, _ = build_dataloader(cfg, 'train', shuffle=True, drop_last=True, dataset=dataset, generator=generator,
-                                 device=device, sampler=dist.shard_sampler(len(dataset), generator))
+    loader = train_loader(cfg, dataset, generator, device)
     batch_size = cfg.TRAIN.BATCH_SIZE
-    if len(loader) == 0:
-        raise ValueError(f'the train split of {cfg.DATA_DIR} has {len(dataset)} images, fewer than '
-                         f'TRAIN.BATCH_SIZE={batch_size}' + (f' x {dist.world_size()} processes'
-                                                             if dist.is_distributed() else ''))
     # frozen: replicated on every rank, not wrapped
     text_encoder, image_encoder = load_frozen_encoders(cfg, dataset.n_words, device)
     netG = build_generator(cfg).to(device)

@@ -7,6 +7,9 @@ from typing import Iterator, Mapping
 
 import torch
 
+from ..data import build_dataloader
+from . import distributed as dist
+
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or Inf; the message names the step and the loss."""
@@ -26,6 +29,21 @@ def epoch_batches(loader: torch.utils.data.DataLoader, generator: torch.Generato
         for _ in itertools.islice(it, skip):
             pass
     return it
+
+
+def train_loader(cfg, dataset, generator: torch.Generator, device) -> torch.utils.data.DataLoader:
+    """The shuffled, drop_last train loader of this process (both trainers).
+
+    Under torchrun TRAIN.BATCH_SIZE is per process and each rank draws its own shard of every epoch.
+    Raises ValueError when the split cannot fill one batch.
+    """
+    loader, _ = build_dataloader(cfg, 'train', shuffle=True, drop_last=True, dataset=dataset, generator=generator,
+                                 device=device, sampler=dist.shard_sampler(len(dataset), generator))
+    if len(loader) == 0:
+        procs = f' x {dist.world_size()} processes' if dist.is_distributed() else ''
+        raise ValueError(f'the train split of {cfg.DATA_DIR} has {len(dataset)} images, fewer than '
+                         f'TRAIN.BATCH_SIZE={cfg.TRAIN.BATCH_SIZE}{procs}: nothing to train on')
+    return loader
 
 
 def check_finite(losses: Mapping[str, torch.Tensor], step: int) -> None:

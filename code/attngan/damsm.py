@@ -224,7 +224,7 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
                     if main:
                         save_png(attention_picture(imgs[-1], captions, dataset.ixtoword, attn_maps),
                                  run.image_dir / f'attention_maps_e{epoch}_s{step - 1}.png')
-                why = stop_reason(dist.any_rank(interrupt.stop_requested), max_steps, global_step)
+                why = stop_reason(interrupt.stop_requested, max_steps, global_step)
                 if why:
                     checkpoint(epoch, step, optimizer)
                     bar.close()

@@ -332,7 +332,7 @@ def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
                     with dist.local_batchnorm(netG):
                         save_pictures(netG, avg_params, fixed_noise, text_encoder, captions, cap_lens,
                                       image_encoder, dataset.ixtoword, run.image_dir, f'iter{gen_iterations}', cfg)
-                why = stop_reason(dist.any_rank(interrupt.stop_requested), max_steps, gen_iterations)
+                why = stop_reason(interrupt.stop_requested, max_steps, gen_iterations)
                 if why:
                     check_finite(losses, gen_iterations)
                     checkpoint(epoch, step)

@@ -58,8 +58,12 @@ def check_finite(losses: Mapping[str, torch.Tensor], step: int) -> None:
 
 
 def stop_reason(stop_requested: bool, max_steps: int, done: int) -> str | None:
-    """Why a training loop should stop after this step (Ctrl-C/SIGTERM or TRAIN.MAX_STEPS), else None."""
-    if stop_requested:
+    """Why a training loop should stop after this step (Ctrl-C/SIGTERM or TRAIN.MAX_STEPS), else None.
+
+    Under torchrun every rank gets the same answer (a signal seen by one process stops all of them), so
+    that all ranks join the checkpoint together.
+    """
+    if dist.any_rank(stop_requested):
         return 'interrupted'
     if max_steps and done >= max_steps:
         return f'TRAIN.MAX_STEPS={max_steps} reached'

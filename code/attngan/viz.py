@@ -122,5 +122,6 @@ def _pad_row(cells: list[np.ndarray], n_cols: int, vis_size: int) -> np.ndarray:
 def save_png(array: np.ndarray, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
+    # zlib level 1: a few times faster than PIL's default 6 on these large pictures, ~1.4x the bytes
+    Image.fromarray(array).save(path, compress_level=1)
     return path

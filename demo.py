@@ -46,8 +46,8 @@ def main() -> None:
     out = ROOT / args.out
     data = ROOT / args.data
     sets = [a for kv in args.overrides for a in ('--set', kv)]
-    if not (data / 'train' / 'filenames.pickle').is_file():
-        step('toy dataset', [PY, 'data/make_toy.py', '--out', str(data), '--seed', '0'])
+    # does nothing when the same toy dataset is there; stops naming the differences when an older one is
+    step('toy dataset', [PY, 'data/make_toy.py', '--out', str(data), '--seed', '0'])
     damsm = out / 'damsm'
     step('DAMSM pretraining', [PY, 'pretrain_DAMSM.py', '--cfg', 'cfg/DAMSM/toy.yml', '--gpu', '-1',
                                '--data_dir', str(data), '--manualSeed', '1', '--output_dir', str(damsm), *sets])

@@ -2,7 +2,7 @@
 """Write the embedded default dataset: synthetic captioned birds in the CUB layout.
 
     python data/make_toy.py --out data/toy --seed 0
-    python data/make_toy.py --out data/toy_small --per-class 20 --size 200x150
+    python data/make_toy.py --out data/toy_small --per-class 4 --size 200x150
 
 Does nothing when --out already holds a complete toy dataset made with the same parameters.
 Replaces a toy dataset made with other parameters (or left incomplete) only with --force, and never
@@ -36,10 +36,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--out', default='data/toy', help='output folder (default: %(default)s)')
     p.add_argument('--seed', type=int, default=0, help='same seed -> byte-identical dataset (default: 0)')
-    p.add_argument('--classes', type=int, default=20, help='number of classes (default: %(default)s)')
+    p.add_argument('--classes', type=int, default=100, help='number of classes (default: %(default)s)')
     p.add_argument('--test-classes', type=int, default=None,
                    help='classes of the test split (default: a quarter, as in CUB)')
-    p.add_argument('--per-class', type=int, default=60, help='images per class (default: %(default)s)')
+    p.add_argument('--per-class', type=int, default=12, help='images per class (default: %(default)s)')
     p.add_argument('--size', type=_size, default=(500, 375), metavar='WxH',
                    help='nominal image size; each image varies by +-jitter (default: 500x375, like CUB)')
     p.add_argument('--jitter', type=float, default=0.15, help='image size variation (default: %(default)s)')

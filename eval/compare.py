@@ -507,7 +507,7 @@ def main(argv=None) -> int:
     for name, run in runs.items():
         try:
             cfg = run_config(run, args, device)
-            dataset = build_dataset(cfg, 'test', require_images=False, transform=None)
+            dataset = build_dataset(cfg, 'test', require_images=False, transform=None, cache=False)
         except USER_ERRORS as e:
             print(f'warning: {name}: cannot load the run ({e}); its rows are empty', file=sys.stderr)
             for epoch in epochs:

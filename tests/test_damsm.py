@@ -4,7 +4,9 @@ import json
 import pytest
 import torch
 
+from attngan.build import build_image_encoder
 from attngan.cli import pretrain_damsm
+from attngan.config import ConfigError, load_config
 from attngan.damsm import encoder_epoch, image_encoder_path, retrieval_accuracy
 from conftest import TINY_DAMSM
 
@@ -20,7 +22,7 @@ def _run(toy, out, *extra):
 @pytest.fixture(scope='module')
 def straight_run(tiny_toy, tmp_path_factory):
     out = tmp_path_factory.mktemp('damsm') / 'run'
-    assert _run(tiny_toy, out) == 0
+    assert _run(tiny_toy, out) == 0  # builds the image cache (toy config: DATA.CACHE true)
     return out
 
 
@@ -30,6 +32,8 @@ def test_outputs_in_original_layout(straight_run):
         assert (model / f'text_encoder{e}.pth').is_file() and (model / f'image_encoder{e}.pth').is_file()
     sd = torch.load(model / 'text_encoder1.pth', weights_only=True)
     assert 'encoder.weight' in sd and 'rnn.weight_ih_l0' in sd
+    image_sd = torch.load(model / 'image_encoder1.pth', weights_only=True)  # the toy config's SmallCNNEncoder
+    assert 'block4.0.weight' in image_sd and 'emb_cnn_code.weight' in image_sd
     assert list((straight_run / 'Image').glob('attention_maps_e0_s0.png'))
     assert list((straight_run / 'Image').glob('val_attention_e1.png'))
     records = [json.loads(l) for l in (straight_run / 'metrics.jsonl').read_text().splitlines()]
@@ -45,7 +49,7 @@ def test_outputs_in_original_layout(straight_run):
 def test_resume_mid_epoch_equals_straight_run(straight_run, tiny_toy, tmp_path):
     out = tmp_path / 'run'
     # 36 train images / batch 6 = 6 batches per epoch: stop in the middle of epoch 1
-    assert _run(tiny_toy, out, 'TRAIN.MAX_STEPS=9') == 0
+    assert _run(tiny_toy, out, 'TRAIN.MAX_STEPS=9') == 0  # reuses the cache: the same random stream
     state = torch.load(out / 'Model' / 'train_state.pt', weights_only=False)
     assert (state['epoch'], state['step']) == (1, 3)
     args_resume = ['TRAIN.RESUME=' + str(out / 'Model' / 'train_state.pt')]
@@ -98,3 +102,27 @@ def test_retrieval_accuracy_on_fewer_pairs_than_folds():
     feats = torch.randn(6, 4)
     r = retrieval_accuracy(feats, feats.clone(), classes)
     assert r['r_precision_i2t'] == 1.0 and r['r_precision_candidates'] == 5
+
+
+def test_inception_image_encoder_trains_through_the_same_loop(tiny_toy, tmp_path):
+    """The original's image encoder (CNN_ENCODER, random trunk) in the trainer the toy config runs with the
+    small one: frozen trunk, only emb_features / emb_cnn_code change."""
+    out = tmp_path / 'run'
+    assert _run(tiny_toy, out, 'DAMSM.IMAGE_ENCODER=inception_v3', 'DAMSM.INCEPTION_WEIGHTS=random',
+                'TRAIN.MAX_EPOCH=1') == 0
+    first = torch.load(out / 'Model' / 'image_encoder0.pth', weights_only=True)
+    assert 'Mixed_7c.branch_pool.conv.weight' in first and first['emb_cnn_code.weight'].shape == (16, 2048)
+
+
+def test_small_cnn_encoder_shapes_and_unknown_kind():
+    cfg = load_config('cfg/DAMSM/toy.yml', ['TEXT.EMBEDDING_DIM=24', 'DAMSM.IMAGE_SIZE=64'])
+    net = build_image_encoder(cfg)
+    assert type(net).__name__ == 'SmallCNNEncoder'
+    assert all(p.requires_grad for p in net.parameters())  # trained whole: no frozen trunk
+    features, code = net(torch.rand(3, 3, 128, 128) * 2 - 1)  # the GAN's 128-px images are resized to 64
+    assert features.shape == (3, 24, 8, 8) and code.shape == (3, 24)
+    features, code = net(torch.rand(2, 3, 80, 80) * 2 - 1)
+    assert features.shape == (2, 24, 8, 8)
+    cfg.DAMSM.IMAGE_ENCODER = 'resnet'
+    with pytest.raises(ConfigError, match="DAMSM.IMAGE_ENCODER.*'resnet'"):
+        build_image_encoder(cfg)

@@ -203,7 +203,7 @@ class _ReadFromImage(torch.nn.Module):
 def test_generator_r_precision_constructed(runs, sign, expected):
     run = runs['attngan']
     cfg = _run_cfg(run, 2)
-    dataset = build_dataset(cfg, 'test', require_images=False, transform=None)
+    dataset = build_dataset(cfg, 'test', require_images=False, transform=None, cache=False)
     text = RG.load_text_encoder(cfg, runs['net_e'], dataset.n_words, torch.device('cpu'))
     d = cfg.TEXT.EMBEDDING_DIM
     res = RG.r_precision_of_generator(cfg, torch.device('cpu'), 12, n_candidates=10, n_folds=3, dataset=dataset,

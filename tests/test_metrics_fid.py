@@ -14,7 +14,7 @@ from scipy import linalg
 
 from attngan.metrics import fid as F
 from attngan.metrics.inception import (FID_WEIGHTS_FILE, FIDInceptionV3, LegacyInceptionFeatures,
-                                       WeightsNotFoundError, fid_inception_v3, rule_fill_,
+                                       WeightsNotFoundError, fid_inception_v3, fold_batchnorm, rule_fill_,
                                        rule_filled_state_dict)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,6 +86,29 @@ def test_features_equal_pytorch_fid(ours, folders, pfid_features):
     assert ref.std(axis=0).mean() > 1e-4  # the images do give different features
     np.testing.assert_allclose(exact, ref, rtol=0, atol=1e-6)
     np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-5)
+
+
+def test_fold_batchnorm_equals_conv_bn_and_leaves_the_original():
+    from torchvision.models.inception import BasicConv2d as TVBasicConv2d
+
+    from attngan.metrics.inception import BasicConv2d
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(BasicConv2d(3, 8, 3, padding=1), TVBasicConv2d(8, 5, kernel_size=3, stride=2)).eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial statistics and affine parameters
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.2, 3)
+            m.weight.data.uniform_(0.5, 2)
+            m.bias.data.uniform_(-1, 1)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    folded = fold_batchnorm(net)
+    x = torch.randn(2, 3, 17, 17)
+    with torch.no_grad():
+        ref, out = net(x), folded(x)
+    assert ref.abs().mean() > 0.1
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())  # the original is untouched
 
 
 @pytest.mark.slow  # two 2048 x 2048 matrix square roots (~8 s each on 2 cores)

@@ -130,7 +130,9 @@ def test_box_is_the_bird_on_pixels(small):
         inside = np.zeros_like(birdish)
         inside[max(0, y - 2):y + h + 2, max(0, x - 2):x + w + 2] = True
         assert (birdish & ~inside).mean() < 1e-3, name
-        assert birdish[y:y + h, x:x + w].mean() > 0.3, name
+        # a bird fills ~40% of its box (long tail and beak widen it); outlines and JPEG chroma smearing lower
+        # that on these small images to >= 0.25, an empty or misplaced box to ~0
+        assert birdish[y:y + h, x:x + w].mean() > 0.2, name
 
 
 def test_same_seed_identical_bytes_other_seed_differs(small, tmp_path):
@@ -166,7 +168,8 @@ def test_train_test_classes_disjoint_and_recombined(small):
             assert value in {attrs[t][k] for t in splits['train']}, (name, ATTRIBUTES[k])
 
 
-@pytest.mark.parametrize('n_classes,n_test,seed', [(20, 5, 0), (20, 5, 1), (40, 10, 0), (6, 2, 3), (3, 1, 0)])
+@pytest.mark.parametrize('n_classes,n_test,seed', [(20, 5, 0), (20, 5, 1), (40, 10, 0), (100, 25, 0), (6, 2, 3),
+                                                   (3, 1, 0)])
 def test_class_design(n_classes, n_test, seed):
     classes = design_classes(n_classes, n_test, seed)
     train = [c['attributes'] for c in classes if c['split'] == 'train']
@@ -178,6 +181,9 @@ def test_class_design(n_classes, n_test, seed):
     for t in test:
         assert min(sum(t[a] != r[a] for a in ATTRIBUTES) for r in train) >= (2 if len(train) > 2 else 1)
         assert all(t[a] in {r[a] for r in train} for a in ATTRIBUTES)
+    if n_test > 1:  # test classes are told apart by as many attributes as the train ones allow
+        pairwise = [sum(x[a] != y[a] for a in ATTRIBUTES) for i, x in enumerate(test) for y in test[i + 1:]]
+        assert min(pairwise) >= (4 if n_classes >= 20 else 2), pairwise
     for c in train + test:  # neighbouring parts never share a colour (a hidden part cannot be learned)
         assert c['crown_color'] != c['body_color'] and c['wing_color'] != c['body_color']
         assert c['beak_color'] != c['crown_color'] and c['tail_color'] != c['body_color']
@@ -323,4 +329,20 @@ def test_toy_configs_agree():
     assert gan.TEXT.EMBEDDING_DIM == damsm.TEXT.EMBEDDING_DIM
     assert gan.TEXT.CAPTIONS_PER_IMAGE == damsm.TEXT.CAPTIONS_PER_IMAGE == 10
     assert gan.TREE.BRANCH_NUM >= 2  # word attention needs a second stage
-    assert damsm.DAMSM.INCEPTION_WEIGHTS == gan.DAMSM.INCEPTION_WEIGHTS == 'random'
+    # the GAN loads the image encoder that the DAMSM config trains
+    assert damsm.DAMSM.IMAGE_ENCODER == gan.DAMSM.IMAGE_ENCODER == 'small_cnn'
+    assert damsm.DAMSM.IMAGE_SIZE == gan.DAMSM.IMAGE_SIZE
+    assert damsm.DAMSM.SMALL_CNN_WIDTH == gan.DAMSM.SMALL_CNN_WIDTH
+    last = damsm.TRAIN.MAX_EPOCH - 1
+    assert gan.TRAIN.NET_E == f'DAMSMencoders/toy/text_encoder{last}.pth'
+
+
+def test_box_crop_square_lies_inside_the_image(small):
+    """The loaders crop 1.5 x the box's longer side around its centre (the original's get_imgs); a crop
+    clamped at an edge is not square, and the random crop after the resize then cuts the bird."""
+    from attngan.data.transforms import bbox_crop_box
+    root, _ = small
+    meta = load_attributes(root)
+    for key, m in meta['images'].items():
+        left, top, right, bottom = bbox_crop_box(*m['size'], m['bbox'])
+        assert right - left == bottom - top == 2 * int(max(m['bbox'][2:]) * 0.75), (key, m['bbox'], m['size'])

@@ -10,10 +10,10 @@ from typing import List, Optional, Union
 import torch
 import torch.nn as nn
 
-from .config import Config, resolve_path
+from .config import Config, ConfigError, resolve_path
 from .dualAttnModel import DualAttn_G_NET, PaperDualAttn_G_NET, apply_spectral_norm, spectral_norm_discriminator
-from .models import (CNN_ENCODER, D_NET64, D_NET128, D_NET256, G_DCGAN, G_NET, RNN_ENCODER, count_parameters,
-                     weights_init)
+from .models import (CNN_ENCODER, D_NET64, D_NET128, D_NET256, G_DCGAN, G_NET, RNN_ENCODER, SmallCNNEncoder,
+                     count_parameters, weights_init)
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +48,20 @@ def inception_weights(cfg: Config) -> str:
     return w if w in ('imagenet', 'random') else str(resolve_path(w))
 
 
-def build_image_encoder(cfg: Config, device: Device = None, weights: Optional[str] = None) -> CNN_ENCODER:
-    """CNN_ENCODER with nef = TEXT.EMBEDDING_DIM, or 256 when TRAIN.FLAG is False.
+def build_image_encoder(cfg: Config, device: Device = None, weights: Optional[str] = None) -> nn.Module:
+    """DAMSM.IMAGE_ENCODER (CNN_ENCODER, or SmallCNNEncoder for toy runs) with nef = TEXT.EMBEDDING_DIM, or 256 when TRAIN.FLAG is False.
 
     weights: overrides DAMSM.INCEPTION_WEIGHTS; 'none' when a DAMSM image_encoder file is loaded next.
     """
     # Original rule (CNN_ENCODER.__init__): outside training, nef is forced to 256 ("uniform ranker")
     nef = cfg.TEXT.EMBEDDING_DIM if cfg.TRAIN.FLAG else 256
+    kind = cfg.DAMSM.IMAGE_ENCODER
+    if kind == 'small_cnn':
+        net = SmallCNNEncoder(nef, image_size=cfg.DAMSM.IMAGE_SIZE, width=cfg.DAMSM.SMALL_CNN_WIDTH)
+        return _finish(net, 'SmallCNNEncoder', device)
+    if kind != 'inception_v3':
+        raise ConfigError(f"DAMSM.IMAGE_ENCODER: unknown image encoder {kind!r} (expected 'inception_v3' or "
+                          "'small_cnn')")
     net = CNN_ENCODER(nef, weights=weights or inception_weights(cfg), align_corners=cfg.DAMSM.ALIGN_CORNERS,
                       train_trunk=cfg.DAMSM.TRAIN_TRUNK, trunk_bn_eval=cfg.DAMSM.TRUNK_BN_EVAL,
                       image_size=cfg.DAMSM.IMAGE_SIZE)

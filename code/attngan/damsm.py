@@ -49,7 +49,7 @@ def image_encoder_path(text_encoder_path: str | Path) -> Path:
 def set_train_mode(text_encoder, image_encoder, cfg: Config) -> None:
     text_encoder.train()
     image_encoder.train()
-    if cfg.DAMSM.TRUNK_BN_EVAL and not cfg.DAMSM.TRAIN_TRUNK:
+    if cfg.DAMSM.TRUNK_BN_EVAL and not cfg.DAMSM.TRAIN_TRUNK and cfg.DAMSM.IMAGE_ENCODER == 'inception_v3':
         # the original leaves the frozen trunk in train mode, so its BN running statistics drift
         for name, m in image_encoder.named_children():
             if name not in ('emb_features', 'emb_cnn_code'):

@@ -331,6 +331,46 @@ class CNN_ENCODER(nn.Module):
         return features, cnn_code
 
 
+
+class SmallCNNEncoder(nn.Module):
+    """A small image encoder with CNN_ENCODER's interface, for CPU toy runs (DAMSM.IMAGE_ENCODER 'small_cnn').
+
+    Not in the original: a deviation for the embedded toy data, where no pretrained Inception-v3 can be
+    had offline and a random one is a poor feature extractor (frozen) or far too slow to train on a CPU.
+    Four stride-2 blocks (3x3 conv without bias, BatchNorm, LeakyReLU 0.2) of width, 2, 4 and 8 x width
+    channels, all trained. nef: embedding size; image_size: side of the bilinearly resized input
+    (at least 16); width: channels of the first block.
+    """
+
+    def __init__(self, nef: int, image_size: int = 64, width: int = 32):
+        super().__init__()
+        if image_size < 16:
+            raise ValueError(f'SmallCNNEncoder: image_size must be at least 16, got {image_size}')
+        self.nef = nef
+        self.image_size = image_size
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout),
+                                 nn.LeakyReLU(0.2, inplace=True))
+
+        self.block1 = block(3, width)
+        self.block2 = block(width, 2 * width)
+        self.block3 = block(2 * width, 4 * width)
+        self.block4 = block(4 * width, 8 * width)
+        self.emb_features = conv1x1(4 * width, nef)
+        self.emb_cnn_code = nn.Linear(8 * width, nef)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """x: B x 3 x H x W in [-1, 1]. Returns features (B x nef x S/8 x S/8 regions, S = image_size,
+        rounded up) and cnn_code (B x nef, from the mean of the last block over its S/16 x S/16 positions)."""
+        size = self.image_size
+        if x.shape[-2:] != (size, size):
+            x = F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False)
+        regions = self.block3(self.block2(self.block1(x)))
+        code = self.block4(regions).mean((2, 3))
+        return self.emb_features(regions), self.emb_cnn_code(code)
+
+
 # ------------------------------------------------------------------ generator
 class CA_NET(nn.Module):
     """Conditioning augmentation: sent_emb (B x t_dim) -> c_code, mu, logvar (each B x c_dim).

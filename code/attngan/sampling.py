@@ -73,7 +73,7 @@ def save_uint8(img: torch.Tensor, path: Path) -> None:
 @torch.no_grad()
 def sample_split(cfg: Config, device: torch.device, split: str = 'test') -> Path:
     """Generate the last stage's image for every image of ``split`` (SAMPLE.NUM_PER_IMAGE each)."""
-    dataset = build_dataset(cfg, split, require_images=False, transform=None)
+    dataset = build_dataset(cfg, split, require_images=False, transform=None, cache=False)
     text_encoder, netG = load_sampling_nets(cfg, dataset.n_words, device)
     repeats = cfg.SAMPLE.NUM_PER_IMAGE
     loader = torch.utils.data.DataLoader(CaptionsOnly(dataset, repeats), batch_size=cfg.TRAIN.BATCH_SIZE,

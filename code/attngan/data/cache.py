@@ -119,8 +119,10 @@ def build_cache(items: Sequence[tuple[str, str, Sequence[int] | None]], size: in
     """Crop and resize every ``(key, image_path, bbox)`` and write the cache files atomically."""
     data_path, index_path = Path(data_path), Path(index_path)
     data_path.parent.mkdir(parents=True, exist_ok=True)
+    # A DataLoader draws its workers' base seed from the global RNG unless given a generator: its own one
+    # keeps a run that builds the cache on the same random stream as a run (or a resumed run) that reuses it.
     loader = torch.utils.data.DataLoader(_Preprocess(list(items), size, skip_bad_images), batch_size=None,
-                                         num_workers=workers, collate_fn=_identity)
+                                         num_workers=workers, collate_fn=_identity, generator=torch.Generator())
     if progress:
         try:
             from tqdm import tqdm

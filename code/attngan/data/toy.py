@@ -42,7 +42,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: chunkier parts; birds placed so that the loaders' box crop lies inside the image
 
 #: Caption colour words and their RGB values: saturated, far apart, and far from every background.
 PALETTE: dict[str, tuple[int, int, int]] = {
@@ -85,10 +85,13 @@ _BG_JITTER = 10      # per-image shift of each gradient end, per channel
 _BG_BLOB = 22        # strength of the soft blobs (clouds, bushes)
 _GRAIN = 5           # per-pixel noise over the whole image, uniform in [-5, 5]
 _SHADE_JITTER = 12   # per-image shift of each part colour, per channel
+_CROP_SLACK = 1.03   # margin for rounding and the drawn outline around the bird box
 
 # Part geometry in units of the body length L (bird facing +x, y pointing down).
-_BEAK_LEN = {'short': (0.13, 0.17), 'long': (0.32, 0.40)}
-_TAIL_LEN = {'short': (0.18, 0.24), 'long': (0.45, 0.55)}
+# Parts are chunky on purpose: at the 64-128 px the encoders see, a thin beak or a tail mostly hidden by the
+# body leaves its colour to a handful of pixels, which small CPU models learn far too slowly.
+_BEAK_LEN = {'short': (0.20, 0.25), 'long': (0.40, 0.48)}
+_TAIL_LEN = {'short': (0.30, 0.36), 'long': (0.56, 0.66)}
 
 
 def nearest_color(rgb: Sequence[float]) -> str:
@@ -113,9 +116,9 @@ def design_classes(n_classes: int, n_test_classes: int, seed: int) -> list[dict[
     """Attribute combinations of ``n_classes`` classes, ``n_test_classes`` of them for the test split.
 
     Train classes cover every value of every attribute when there are enough of them; each test class
-    combines values seen in training (per attribute) and differs from every train class in at least two
-    attributes where possible. Returns dicts ``{'number', 'name', 'split', 'attributes'}`` ordered by
-    number; test classes get evenly spaced numbers (20 classes, 5 test: 004, 008, ..., 020).
+    combines values seen in training (per attribute), differs from every train class in at least two
+    attributes where possible, and from the other test classes in as many attributes as possible. Returns dicts ``{'number', 'name', 'split', 'attributes'}`` ordered by
+    number; test classes get evenly spaced numbers (100 classes, 25 test: 004, 008, ..., 100).
     """
     if n_classes < 3:
         raise ValueError(f'n_classes={n_classes}: need at least 3 (disjoint train and test classes, '
@@ -157,17 +160,27 @@ def design_classes(n_classes: int, n_test_classes: int, seed: int) -> list[dict[
     train = [row(i) for i in range(n_train)]
 
     seen = {a: sorted({t[a] for t in train}, key=_values(a).index) for a in ATTRIBUTES}
+    # Test classes also differ from each other in as many attributes as can be had: R-precision draws its
+    # distractor captions from the other test classes, and a caption that names only attributes its class
+    # shares with the image's class is as true as the image's own, whatever the encoders learned.
     test: list[dict[str, str]] = []
-    for need in (2, 1):
-        tries = 0
-        while len(test) < n_test_classes and tries < 5000:
-            tries += 1
-            cand = {a: seen[a][rng.integers(len(seen[a]))] for a in ATTRIBUTES}
-            if _violations(cand) or cand in test:
-                continue
-            if min(sum(cand[a] != t[a] for a in ATTRIBUTES) for t in train) < need:
-                continue
-            test.append(cand)
+
+    def distance(x, y):
+        return sum(x[a] != y[a] for a in ATTRIBUTES)
+
+    for need_test in range(len(ATTRIBUTES), 0, -1):
+        for need in (2, 1):
+            tries = 0
+            while len(test) < n_test_classes and tries < 3000:
+                tries += 1
+                cand = {a: seen[a][rng.integers(len(seen[a]))] for a in ATTRIBUTES}
+                if _violations(cand) or cand in test:
+                    continue
+                if min(distance(cand, t) for t in train) < need:
+                    continue
+                if test and min(distance(cand, t) for t in test) < need_test:
+                    continue
+                test.append(cand)
     if len(test) < n_test_classes:
         raise RuntimeError(f'could not design {n_test_classes} new test combinations (seed {seed})')
 
@@ -208,8 +221,8 @@ def _local_shapes(pose: Mapping[str, float]) -> list[tuple[str, list[tuple[float
     shapes.append(('body', _ellipse(0.0, 0.0, 0.5, ry)))
     shapes.append(('wing', _ellipse(-0.07, -0.12 * ry, 0.36, 0.5 * ry, angle=pose['wing_angle'])))
     bl = pose['beak_len']
-    shapes.append(('beak', [(hx + 0.55 * hr, hy - 0.42 * hr), (hx + hr + bl, hy + 0.12 * hr),
-                            (hx + 0.55 * hr, hy + 0.52 * hr)]))
+    shapes.append(('beak', [(hx + 0.5 * hr, hy - 0.55 * hr), (hx + hr + bl, hy + 0.1 * hr),
+                            (hx + 0.5 * hr, hy + 0.65 * hr)]))
     shapes.append(('head', _ellipse(hx, hy, hr, hr)))
     ex, ey = hx + 0.38 * hr, hy - 0.18 * hr
     shapes.append(('eye', _ellipse(ex, ey, 0.24 * hr, 0.24 * hr, n=16)))
@@ -300,24 +313,29 @@ def _sample_image(rng: np.random.Generator, attrs: Mapping[str, str], w: int, h:
         'facing': int(rng.choice([-1, 1])),
         'angle': r4(math.radians(rng.uniform(-18, 18))),
         'body_aspect': r4(rng.uniform(0.52, 0.66)),
-        'head_r': r4(rng.uniform(0.18, 0.22)),
+        'head_r': r4(rng.uniform(0.21, 0.25)),
         'wing_angle': r4(math.radians(rng.uniform(-22, -6))),
         'beak_len': r4(rng.uniform(*_BEAK_LEN[attrs['beak_size']])),
         'tail_len': r4(rng.uniform(*_TAIL_LEN[attrs['tail_size']])),
-        'tail_spread': r4(rng.uniform(0.07, 0.13)),
+        'tail_spread': r4(rng.uniform(0.12, 0.18)),
         'tail_lift': r4(rng.uniform(-0.25, 0.02)),
         'scale': 1.0, 'cx': 0.0, 'cy': 0.0,
     }
     x0, y0, x1, y1 = _extent(pose)  # at unit scale, centred at 0
-    frac = rng.uniform(0.4, 0.72)  # bird box width / image width
-    scale = min(frac * w / (x1 - x0), 0.8 * h / (y1 - y0))
+    # The loaders crop a square of side 1.5 x the box's longer side around the box centre (the original's
+    # get_imgs), clamped to the image. A clamped crop is not square, and the random square crop after the
+    # resize then cuts the bird (its tail or beak, whose colours the captions name). So the bird is kept
+    # small enough, and far enough from the edges, that the whole crop square lies inside the image.
+    frac = rng.uniform(0.3, 0.6)  # bird box width / image width, before the cap below
+    side_max = min(w, h) / (1.5 * _CROP_SLACK)  # the longest box side whose crop square fits
+    scale = min(frac * w / (x1 - x0), side_max / max(x1 - x0, y1 - y0))
     pose['scale'] = r4(scale)
     bw, bh = (x1 - x0) * scale, (y1 - y0) * scale
-    mx, my = 0.04 * w, 0.04 * h
-    left = rng.uniform(mx, max(mx, w - mx - bw))
-    top = rng.uniform(my, max(my, h - my - bh))
-    pose['cx'] = r4(left - x0 * scale)
-    pose['cy'] = r4(top - y0 * scale)
+    half = 0.75 * max(bw, bh) * _CROP_SLACK  # half the crop square
+    centre_x = rng.uniform(half, max(half, w - half))
+    centre_y = rng.uniform(half, max(half, h - half))
+    pose['cx'] = r4(centre_x - bw / 2 - x0 * scale)
+    pose['cy'] = r4(centre_y - bh / 2 - y0 * scale)
 
     colors = {}
     for attr, part in COLOR_PART.items():
@@ -471,7 +489,7 @@ def default_test_classes(n_classes: int) -> int:
     return max(1, min(n_classes - 1, round(n_classes / 4)))
 
 
-def toy_params(seed: int = 0, n_classes: int = 20, images_per_class: int = 60,
+def toy_params(seed: int = 0, n_classes: int = 100, images_per_class: int = 12,
                image_size: Sequence[int] = (500, 375), size_jitter: float = 0.15,
                n_test_classes: int | None = None, captions_per_image: int = 10, n_examples: int = 12,
                jpeg_quality: int = 90) -> dict[str, Any]:
@@ -530,8 +548,8 @@ def _write_marker(out: Path, params, complete: bool, summary=None) -> None:
     _write_bytes(out / MARKER, (json.dumps(info, sort_keys=True, indent=1) + '\n').encode('ascii'))
 
 
-def make_toy_dataset(out_dir: str | os.PathLike, seed: int = 0, n_classes: int = 20,
-                     images_per_class: int = 60, image_size: Sequence[int] = (500, 375),
+def make_toy_dataset(out_dir: str | os.PathLike, seed: int = 0, n_classes: int = 100,
+                     images_per_class: int = 12, image_size: Sequence[int] = (500, 375),
                      size_jitter: float = 0.15, n_test_classes: int | None = None,
                      captions_per_image: int = 10, n_examples: int = 12, jpeg_quality: int = 90,
                      overwrite: bool = False, verbose: bool = False) -> dict[str, Any]:

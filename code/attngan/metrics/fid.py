@@ -35,7 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from scipy import linalg
 from torch.utils.data import DataLoader, Dataset
 
-from .inception import (FEATURE_DIM, INPUT_SIZE, FIDInceptionV3, LegacyInceptionFeatures,
+from .inception import (FEATURE_DIM, INPUT_SIZE, FIDInceptionV3, LegacyInceptionFeatures, fold_batchnorm,
                         fid_inception_v3, legacy_inception)
 
 IMAGE_EXTENSIONS = frozenset({'bmp', 'jpg', 'jpeg', 'pgm', 'png', 'ppm', 'tif', 'tiff', 'webp'})
@@ -281,7 +281,7 @@ def run_batches(net: torch.nn.Module, files: Sequence[Path], out_dim: int, *,
                 batch_size: int = 50, device: str | torch.device | None = None,
                 workers: int | None = None, prep: Callable | None = None,
                 loader_size: int | None = None, channels_last: bool | None = None,
-                progress: bool = False, desc: str = 'images',
+                fold_bn: bool | None = None, progress: bool = False, desc: str = 'images',
                 sizes: dict | None = None) -> np.ndarray:
     """Run ``net.preprocess`` + ``net.forward_preprocessed`` over image files -> ``N x out_dim``
     float64 (rows in file order).
@@ -290,6 +290,8 @@ def run_batches(net: torch.nn.Module, files: Sequence[Path], out_dim: int, *,
     converted and resized on the device; cuDNN runs in true fp32 (no TF32). ``channels_last``
     (default: on CPU only, where oneDNN runs it ~1.5x faster; slower in fp32 cuDNN) changes
     results only by float rounding (~1e-7); False gives pytorch-fid's exact CPU arithmetic.
+    ``fold_bn`` (default: as ``channels_last``) runs a copy of ``net`` with its BatchNorms folded into
+    the convolutions (:func:`fold_batchnorm`: ~12% less CPU time, float rounding again).
     ``sizes``, if given, is filled with {(H, W) as decoded (after ``prep``): count}.
     """
     if len(files) == 0:
@@ -298,7 +300,9 @@ def run_batches(net: torch.nn.Module, files: Sequence[Path], out_dim: int, *,
     workers = default_workers() if workers is None else workers
     if channels_last is None:
         channels_last = device.type == 'cpu'
-    net = net.to(device).eval()
+    if fold_bn is None:
+        fold_bn = channels_last
+    net = (fold_batchnorm(net) if fold_bn else net).to(device).eval()
     mf = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=mf)
     loader = DataLoader(ImageFiles(files, prep, loader_size), batch_size=batch_size, shuffle=False,

@@ -207,7 +207,7 @@ def write_samples(cfg, device, n: int, save_dir: str | os.PathLike, *, batch_siz
     from ..data import build_dataset
     from ..sampling import load_sampling_nets
     if dataset is None:
-        dataset = build_dataset(cfg, 'test', require_images=False, transform=None)
+        dataset = build_dataset(cfg, 'test', require_images=False, transform=None, cache=False)
     text_encoder, netG = load_sampling_nets(cfg, dataset.n_words, device)
     for _ in generate_from_test_captions(
             cfg, device, n, dataset, text_encoder, netG, save_dir=save_dir, progress=progress,
@@ -243,7 +243,7 @@ def r_precision_of_generator(cfg, device, n: int = 30000, *, batch_size: int | N
     if n < n_folds:
         raise ValueError(f'n={n} images for {n_folds} folds: need at least one image per fold')
     if dataset is None:
-        dataset = build_dataset(cfg, 'test', require_images=False, transform=None)
+        dataset = build_dataset(cfg, 'test', require_images=False, transform=None, cache=False)
     if len(dataset.filenames) == 0:
         raise ValueError(f'the test split of {dataset.data_dir} is empty')
     labels, rule = mismatch_labels(dataset)

@@ -6,7 +6,7 @@ folder, loads the same rule-filled weights into pytorch-fid's InceptionV3 and ou
 downloaded), then times each extracting 2048-d pool3 features of every image: pytorch-fid's
 ``get_activations`` (its loader: PIL -> float tensors, resize on the device) and our
 ``run_batches`` (libpng decoding, uint8 batches, resize on the device, inference mode,
-channels_last on CPU). Each gets
+channels_last and BatchNorm folded into the convolutions on CPU). Each gets
 one untimed warm-up batch; both use the same batch size and number of decoding workers. On CUDA
 pytorch-fid is timed twice: with PyTorch's default TF32 cuDNN convolutions (how it runs for
 users) and in fp32 (the arithmetic ours keeps; features are compared against this run). Prints

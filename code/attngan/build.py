@@ -49,7 +49,8 @@ def inception_weights(cfg: Config) -> str:
 
 
 def build_image_encoder(cfg: Config, device: Device = None, weights: Optional[str] = None) -> nn.Module:
-    """DAMSM.IMAGE_ENCODER (CNN_ENCODER, or SmallCNNEncoder for toy runs) with nef = TEXT.EMBEDDING_DIM, or 256 when TRAIN.FLAG is False.
+    """The DAMSM image encoder (DAMSM.IMAGE_ENCODER: CNN_ENCODER, or SmallCNNEncoder for toy runs) with
+    nef = TEXT.EMBEDDING_DIM, or 256 when TRAIN.FLAG is False.
 
     weights: overrides DAMSM.INCEPTION_WEIGHTS; 'none' when a DAMSM image_encoder file is loaded next.
     """

@@ -127,7 +127,8 @@ def get_default_config() -> Config:
         # ---- sections added by this port ----
         DAMSM=_c(
             IMAGE_ENCODER='inception_v3',  # 'inception_v3' (CNN_ENCODER, the original) or 'small_cnn' (CPU toy runs:
-                                           # SmallCNNEncoder, trained whole; the keys below but IMAGE_SIZE ignored)
+                                           # SmallCNNEncoder, trained whole; it ignores INCEPTION_WEIGHTS,
+                                           # ALIGN_CORNERS, TRAIN_TRUNK and TRUNK_BN_EVAL)
             SMALL_CNN_WIDTH=32,  # 'small_cnn': channels of its first block
             INCEPTION_WEIGHTS='imagenet',  # 'imagenet' (torchvision weights), 'random' (tests/toy), or a .pth path
             ALIGN_CORNERS=False,  # upsampling to 299; True matches PyTorch 0.3, under which released encoders trained

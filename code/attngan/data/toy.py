@@ -117,8 +117,8 @@ def design_classes(n_classes: int, n_test_classes: int, seed: int) -> list[dict[
 
     Train classes cover every value of every attribute when there are enough of them; each test class
     combines values seen in training (per attribute), differs from every train class in at least two
-    attributes where possible, and from the other test classes in as many attributes as possible. Returns dicts ``{'number', 'name', 'split', 'attributes'}`` ordered by
-    number; test classes get evenly spaced numbers (100 classes, 25 test: 004, 008, ..., 100).
+    attributes where possible, and from the other test classes in as many attributes as possible.
+    Returns dicts ``{'number', 'name', 'split', 'attributes'}`` ordered by number; test classes get evenly spaced numbers (100 classes, 25 test: 004, 008, ..., 100).
     """
     if n_classes < 3:
         raise ValueError(f'n_classes={n_classes}: need at least 3 (disjoint train and test classes, '

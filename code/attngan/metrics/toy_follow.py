@@ -8,7 +8,7 @@ tail size) of a 128 px bird crop in two steps:
    train images cropped exactly as the data pipeline crops them (box crop, ``Resize(int(128 * 76 / 64))``,
    random 128 px crop, flip; seen at half resolution, 64 px), with the part maps that
    :func:`attngan.data.toy.render_bird` redraws, with the colour channels permuted at random so that it
-   finds parts by shape, not by the few colour combinations of the 15 train classes, and a quarter of the
+   finds parts by shape, not by the colour combinations of the train classes, and a quarter of the
    crops blurred (generated images are soft);
 2. a part's colour is the palette colour (:data:`attngan.data.toy.PALETTE`) most of its pixels are
    nearest to (pixels far from every palette colour, such as outlines and background, do not vote); a

@@ -20,6 +20,7 @@ and otherwise raises :class:`WeightsNotFoundError` naming the file, its URL and 
 """
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Iterable
@@ -92,7 +93,6 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
     identity. Saves a full memory pass per convolution (~12% of a CPU forward); the outputs change by
     float rounding only (~1e-6 relative). The copy is for eval mode only: training it would be wrong.
     """
-    import copy
     net = copy.deepcopy(net).eval()
     with torch.no_grad():
         for m in net.modules():

@@ -5,11 +5,12 @@
 2. pretrains the DAMSM encoders (cfg/DAMSM/toy.yml),
 3. trains AttnGAN on them (cfg/toy_attn2.yml),
 4. samples the test split and measures whether the samples follow their captions,
-then prints where the pictures, checkpoints and figures are.
+then prints the headline figures and where the pictures, checkpoints and figures are.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -33,6 +34,22 @@ def latest(folder: Path, pattern: str) -> Path:
     if not files:
         sys.exit(f'demo: no {pattern} in {folder}')
     return files[-1]
+
+
+def figures(damsm_metrics: Path, follow_json: Path) -> list[str]:
+    """The headline figures of the two stages: the DAMSM's last validation and eval/toy_follow.py's result."""
+    lines = []
+    epochs = [r for r in map(json.loads, damsm_metrics.read_text().splitlines()) if r.get('kind') == 'damsm_epoch']
+    if epochs and 'r_precision_i2t' in epochs[-1]:
+        r = epochs[-1]
+        lines.append(f"DAMSM, epoch {r['epoch']}: validation word loss {r['val_w_loss']:.2f}, image-to-text "
+                     f"R-precision {r['r_precision_i2t']:.3f} (top-1 of {r['r_precision_candidates']}; "
+                     f"chance {1 / r['r_precision_candidates']:.2f})")
+    c = json.loads(follow_json.read_text())
+    gen, shuf = c['generated']['colour'], c['shuffled']['colour']
+    lines.append(f"samples: {100 * gen['pair_match']:.0f}% of the named part colours right "
+                 f"({100 * shuf['pair_match']:.0f}% against shuffled captions, chance {100 * gen['pair_chance']:.0f}%)")
+    return lines
 
 
 def main() -> None:
@@ -61,9 +78,12 @@ def main() -> None:
                                      '--data_dir', str(data), '--set', 'TRAIN.FLAG=false',
                                      '--set', 'B_VALIDATION=true', '--set', f'TRAIN.NET_E={net_e}',
                                      '--set', f'TRAIN.NET_G={net_g}'])
+    follow_json = out / 'toy_follow.json'
     step('do the samples follow their captions?', [PY, 'eval/toy_follow.py', str(net_g.with_suffix('') / 'valid'),
-                                                   '--data', str(data), '--threads', '1'])
+                                                   '--data', str(data), '--threads', '1', '--json', str(follow_json)])
     print(f'\nDemo finished in {time.time() - t0:.0f} s.')
+    for line in figures(damsm / 'metrics.jsonl', follow_json):
+        print(f'  {line}')
     print(f'  DAMSM encoders, attention pictures, metrics.jsonl: {damsm}')
     print(f'  AttnGAN checkpoints (Model/), sample grids and attention pictures (Image/): {gan}')
     print(f'  test-split samples: {net_g.with_suffix("")}/valid/single/')

@@ -211,3 +211,17 @@ def test_cli(toy, real_report, tmp_path, capsys):
     (tmp_path / 'empty').mkdir()
     assert cli.main([str(tmp_path / 'empty'), '--data', str(data), '--cache', str(cache), '--quiet']) == 1
     assert 'no <class>/<stem>_s-1' in capsys.readouterr().err
+
+    # the demo's closing summary reads this JSON (and the DAMSM keys pinned in test_damsm.py)
+    spec = importlib.util.spec_from_file_location('demo_cli', REPO / 'demo.py')
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    metrics = tmp_path / 'metrics.jsonl'
+    metrics.write_text(json.dumps({'kind': 'damsm_step', 'epoch': 4}) + '\n' + json.dumps(
+        {'kind': 'damsm_epoch', 'epoch': 4, 'val_w_loss': 1.5, 'r_precision_i2t': 0.25,
+         'r_precision_candidates': 100}) + '\n')
+    damsm_line, follow_line = demo.figures(metrics, out)
+    assert 'epoch 4' in damsm_line and 'R-precision 0.250' in damsm_line and 'chance 0.01' in damsm_line
+    c = rep['generated']['colour']
+    assert follow_line.startswith(f"samples: {100 * c['pair_match']:.0f}% of the named part colours right")
+    assert f"{100 * rep['shuffled']['colour']['pair_match']:.0f}% against shuffled" in follow_line

@@ -24,7 +24,7 @@ text 0.60 / 0.54 (23 s); image 0.84 / 0.30 (37 s: the small CNN, trained whole, 
 training classes; against oracle codes of *all* attributes instead of the named ones it reaches
 ~0.84 on test); both 0.96 / 0.88 (9 s: the protocol's ceiling with global features); joint
 0.26 / 0.21 (78 s). So on the toy neither side learns fast enough: the text encoder needs thousands
-of steps, and the image encoder lacks the frozen pretrained trunk that makes the original's generalise.
+of steps, and the image encoder, trained whole, lacks the original's frozen pretrained trunk.
 """
 import argparse
 import sys

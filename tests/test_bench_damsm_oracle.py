@@ -8,7 +8,7 @@ import torch
 
 from attngan.config import load_config
 from attngan.data import build_dataloader, build_dataset, prepare_data
-from attngan.data.toy import load_attributes
+from attngan.data.toy import load_attributes, tokenize
 from conftest import TINY_DAMSM
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,8 +37,7 @@ def test_oracle_codes_match_attributes_json(bench, tiny_toy):
     assert ((caption == 1) <= (image == 1)).all()  # a caption names only what its image shows
     for key, row, cap, n in zip(keys, caption, captions.tolist(), cap_lens.tolist()):
         text = ' '.join(ds.ixtoword[t] for t in cap[:n])
-        named = [c['mentions'] for c in meta['images'][key]['captions']
-                 if ' '.join(re.findall(r'\w+', c['text'].lower())) == text]
+        named = [c['mentions'] for c in meta['images'][key]['captions'] if ' '.join(tokenize(c['text'])) == text]
         assert named and int(row.sum()) == len(named[0])
 
 

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from attngan.config import load_config
+from attngan.build import build_text_encoder
+from attngan.config import get_default_config, load_config
 from attngan.data import toy
 from attngan.data.toy import (ATTRIBUTES, COLOR_PART, PALETTE, PART_LABELS, design_classes, load_attributes,
                               make_toy_dataset, nearest_color, read_marker, render_bird)
@@ -248,6 +249,18 @@ def test_captions_vary(small):
     assert len(orders) > 50 and len(openings) > 15
 
 
+def test_captions_describe_most_of_the_bird(small):
+    """Format 3: every part that fits in 18 words is named (format 2 named 2-5 parts, 3.4 on average)."""
+    root, _ = small
+    n_parts = []
+    for m in load_attributes(root)['images'].values():
+        for cap in m['captions']:
+            assert len(tokenize(cap['text'])) <= 18, cap
+            n_parts.append(len({a.rsplit('_', 1)[0] for a in cap['mentions']}))
+    assert min(n_parts) >= 2 and max(n_parts) == 5
+    assert sum(n_parts) / len(n_parts) > 4.0
+
+
 def test_part_sizes_drawn(small):
     """Long beaks and tails cover more pixels (relative to the head) than short ones."""
     root, _ = small
@@ -335,6 +348,14 @@ def test_toy_configs_agree():
     assert damsm.DAMSM.SMALL_CNN_WIDTH == gan.DAMSM.SMALL_CNN_WIDTH
     last = damsm.TRAIN.MAX_EPOCH - 1
     assert gan.TRAIN.NET_E == f'DAMSMencoders/toy/text_encoder{last}.pth'
+
+
+def test_rnn_dropout_key():
+    """TEXT.RNN_DROPOUT reaches RNN_ENCODER: the original's 0.5 by default, none in the toy DAMSM config."""
+    default = build_text_encoder(get_default_config(), 40)
+    toy = build_text_encoder(load_config(REPO / 'cfg' / 'DAMSM' / 'toy.yml'), 40)
+    assert default.drop.p == 0.5 and toy.drop.p == 0.0
+    assert list(default.state_dict()) == list(toy.state_dict())  # same checkpoint keys either way
 
 
 def test_box_crop_square_lies_inside_the_image(small):

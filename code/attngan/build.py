@@ -36,9 +36,10 @@ def _finish(module: nn.Module, name: str, device: Device) -> nn.Module:
 
 
 def build_text_encoder(cfg: Config, n_words: int, device: Device = None) -> RNN_ENCODER:
-    """RNN_ENCODER(n_words, nhidden=TEXT.EMBEDDING_DIM, RNN_TYPE); ninput 300 / dropout 0.5 as the original."""
-    net = RNN_ENCODER(n_words, nhidden=cfg.TEXT.EMBEDDING_DIM, rnn_type=cfg.RNN_TYPE,
-                      n_steps=cfg.TEXT.WORDS_NUM)
+    """RNN_ENCODER(n_words, nhidden=TEXT.EMBEDDING_DIM, RNN_TYPE, dropout TEXT.RNN_DROPOUT); ninput 300 as the
+    original."""
+    net = RNN_ENCODER(n_words, drop_prob=cfg.TEXT.RNN_DROPOUT, nhidden=cfg.TEXT.EMBEDDING_DIM,
+                      rnn_type=cfg.RNN_TYPE, n_steps=cfg.TEXT.WORDS_NUM)
     return _finish(net, 'RNN_ENCODER', device)
 
 

@@ -123,6 +123,8 @@ def get_default_config() -> Config:
             CAPTIONS_PER_IMAGE=10,
             EMBEDDING_DIM=256,
             WORDS_NUM=18,
+            # ---- added by this port ----
+            RNN_DROPOUT=0.5,  # RNN_ENCODER's dropout on the word embeddings (original: 0.5, fixed)
         ),
         # ---- sections added by this port ----
         DAMSM=_c(

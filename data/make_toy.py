@@ -36,10 +36,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--out', default='data/toy', help='output folder (default: %(default)s)')
     p.add_argument('--seed', type=int, default=0, help='same seed -> byte-identical dataset (default: 0)')
-    p.add_argument('--classes', type=int, default=100, help='number of classes (default: %(default)s)')
+    p.add_argument('--classes', type=int, default=400, help='number of classes (default: %(default)s)')
     p.add_argument('--test-classes', type=int, default=None,
                    help='classes of the test split (default: a quarter, as in CUB)')
-    p.add_argument('--per-class', type=int, default=12, help='images per class (default: %(default)s)')
+    p.add_argument('--per-class', type=int, default=3, help='images per class (default: %(default)s)')
     p.add_argument('--size', type=_size, default=(500, 375), metavar='WxH',
                    help='nominal image size; each image varies by +-jitter (default: 500x375, like CUB)')
     p.add_argument('--jitter', type=float, default=0.15, help='image size variation (default: %(default)s)')

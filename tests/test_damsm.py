@@ -126,3 +126,23 @@ def test_small_cnn_encoder_shapes_and_unknown_kind():
     cfg.DAMSM.IMAGE_ENCODER = 'resnet'
     with pytest.raises(ConfigError, match="DAMSM.IMAGE_ENCODER.*'resnet'"):
         build_image_encoder(cfg)
+
+
+def test_one_adam_for_the_run_resumes_at_an_epoch_boundary(tiny_toy, tmp_path):
+    """DAMSM.ADAM_PER_EPOCH false keeps Adam's moments across epochs, and a resume restores them."""
+    keep = ['DAMSM.ADAM_PER_EPOCH=false', 'DAMSM.LR_DECAY=0.9']
+    assert _run(tiny_toy, tmp_path / 'straight', *keep) == 0
+    assert _run(tiny_toy, tmp_path / 'faithful', 'DAMSM.ADAM_PER_EPOCH=true', 'DAMSM.LR_DECAY=0.9') == 0
+    assert _run(tiny_toy, tmp_path / 'split', *keep, 'TRAIN.MAX_EPOCH=1') == 0
+    state = tmp_path / 'split' / 'Model' / 'train_state.pt'
+    assert (torch.load(state, weights_only=False)['step']) == 0  # stopped between epochs 0 and 1
+    assert _run(tiny_toy, tmp_path / 'split', *keep, f'TRAIN.RESUME={state}') == 0
+
+    def weights(run):
+        return torch.load(tmp_path / run / 'Model' / 'text_encoder1.pth', weights_only=True)
+    straight, split, faithful = weights('straight'), weights('split'), weights('faithful')
+    for k in straight:
+        torch.testing.assert_close(split[k], straight[k], rtol=0, atol=0, msg=k)
+    assert any(not torch.equal(straight[k], faithful[k]) for k in straight)  # the moments carried over
+    records = [json.loads(l) for l in (tmp_path / 'straight' / 'metrics.jsonl').read_text().splitlines()]
+    assert [r['lr'] for r in records if r['kind'] == 'damsm_epoch'] == pytest.approx([0.005, 0.005 * 0.9])

@@ -138,6 +138,8 @@ def get_default_config() -> Config:
             TRAIN_TRUNK=False,  # also train the Inception trunk (a deviation; sensible only with random weights)
             TRUNK_BN_EVAL=False,  # keep the frozen trunk's BatchNorm in eval mode (original: train mode, stats drift)
             RPREC_CANDIDATES=100,  # retrieval accuracy: true caption + (N-1) captions of other classes
+            ADAM_PER_EPOCH=True,  # a new Adam each epoch, its moments restarting (original); False: one for the run
+            LR_DECAY=0.98,  # lr factor after each epoch while lr > ENCODER_LR / 10 (original: 0.98)
         ),
         DATA=_c(
             USE_BBOX='auto',  # 'auto' (crop when the dataset has bounding_boxes.txt), True or False

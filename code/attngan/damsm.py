@@ -155,7 +155,8 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
         image_encoder.load_state_dict(resume_state['image_encoder'])
         start_epoch, lr = resume_state['epoch'], resume_state['lr']
         start_step = dist.rescale_step(resume_state['step'], resume_state.get('world_size', 1))
-        optimizer_state = resume_state['optimizer'] if start_step > 0 else None
+        optimizer_state = (resume_state['optimizer'] if start_step > 0 or not cfg.DAMSM.ADAM_PER_EPOCH
+                           else None)
         sums = resume_state.get('sums', {})
         log.info('resuming at epoch %d, batch %d (lr %.6g)', start_epoch, start_step, lr)
 
@@ -182,11 +183,14 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
 
     with GracefulInterrupt() as interrupt:
         for epoch in range(start_epoch, cfg.TRAIN.MAX_EPOCH):
-            # the original creates a new Adam at every epoch, so its moment estimates restart each epoch
-            optimizer = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
+            if cfg.DAMSM.ADAM_PER_EPOCH or epoch == start_epoch:
+                # the original creates a new Adam at every epoch, so its moment estimates restart each epoch
+                optimizer = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
             if optimizer_state is not None:
                 optimizer.load_state_dict(optimizer_state)
                 optimizer_state = None
+            for group in optimizer.param_groups:
+                group['lr'] = lr
             set_train_mode(text_encoder, image_encoder, cfg)
             skip = start_step if epoch == start_epoch else 0
             if skip == 0:
@@ -250,7 +254,7 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
                      val.get('val_w_loss', float('nan')), val.get('val_s_loss', float('nan')),
                      val.get('r_precision_i2t', float('nan')), val.get('r_precision_t2i', float('nan')), lr)
             if lr > cfg.TRAIN.ENCODER_LR / 10.0:
-                lr *= 0.98
+                lr *= cfg.DAMSM.LR_DECAY
             final = epoch == cfg.TRAIN.MAX_EPOCH - 1
             if (epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0 or final) and main:
                 atomic_save(image_encoder.state_dict(), run.model_dir / f'image_encoder{epoch}.pth')

@@ -493,7 +493,7 @@ def default_test_classes(n_classes: int) -> int:
     return max(1, min(n_classes - 1, round(n_classes / 4)))
 
 
-def toy_params(seed: int = 0, n_classes: int = 100, images_per_class: int = 12,
+def toy_params(seed: int = 0, n_classes: int = 400, images_per_class: int = 3,
                image_size: Sequence[int] = (500, 375), size_jitter: float = 0.15,
                n_test_classes: int | None = None, captions_per_image: int = 10, n_examples: int = 12,
                jpeg_quality: int = 90) -> dict[str, Any]:
@@ -552,8 +552,8 @@ def _write_marker(out: Path, params, complete: bool, summary=None) -> None:
     _write_bytes(out / MARKER, (json.dumps(info, sort_keys=True, indent=1) + '\n').encode('ascii'))
 
 
-def make_toy_dataset(out_dir: str | os.PathLike, seed: int = 0, n_classes: int = 100,
-                     images_per_class: int = 12, image_size: Sequence[int] = (500, 375),
+def make_toy_dataset(out_dir: str | os.PathLike, seed: int = 0, n_classes: int = 400,
+                     images_per_class: int = 3, image_size: Sequence[int] = (500, 375),
                      size_jitter: float = 0.15, n_test_classes: int | None = None,
                      captions_per_image: int = 10, n_examples: int = 12, jpeg_quality: int = 90,
                      overwrite: bool = False, verbose: bool = False) -> dict[str, Any]:

@@ -4,7 +4,7 @@
 #   fid         bench/fid_speed.py: FID feature extraction, ours against pytorch-fid (not on the lent GPU
 #               machines: carry its wheel, requirements-test.txt)
 #   damsm       the toy DAMSM for DAMSM_EPOCHS epochs: the epoch at which image-to-text R-precision first
-#               reaches 0.8 (issue 5's target; the demo's 50 CPU epochs give ~0.49, 150 ~0.65), and the best figure
+#               reaches 0.8 (issue 5's target; the demo's 60 CPU epochs give ~0.73, 100 ~0.78), and the best figure
 # Each step's output goes to stdout and to $OUT/<step>.txt; a failing step does not stop the others, and
 # the script exits non-zero if any failed.
 #

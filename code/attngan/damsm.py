@@ -1,9 +1,10 @@
 """DAMSM pretraining: the text encoder (bi-LSTM) and the image encoder (Inception-v3 + two projections).
 
-Faithful to the original ``pretrain_DAMSM.py``: words_loss + sent_loss on each batch, gradient clipping of
-the text encoder only, Adam re-created at every epoch, lr decayed by 0.98 per epoch while above
-ENCODER_LR / 10, ``text_encoder<N>.pth`` / ``image_encoder<N>.pth`` snapshots. Added: retrieval accuracy on
-the test split, attention pictures, a JSONL of every logged value, and an exactly resumable checkpoint.
+Faithful to the original ``pretrain_DAMSM.py``: words_loss + sent_loss on each batch, gradient clipping of the
+text encoder only, Adam re-created at every epoch, lr decayed by 0.98 per epoch while above ENCODER_LR / 10
+(both configurable: DAMSM.ADAM_PER_EPOCH, DAMSM.LR_DECAY), ``text_encoder<N>.pth`` / ``image_encoder<N>.pth``
+snapshots. Added: retrieval accuracy on the test split, attention pictures, a JSONL of every logged value, and
+an exactly resumable checkpoint.
 """
 from __future__ import annotations
 

@@ -140,22 +140,45 @@ def design_classes(n_classes: int, n_test_classes: int, seed: int) -> list[dict[
     def row(i):
         return {a: cols[a][i] for a in ATTRIBUTES}
 
-    def cost():
-        rows = [tuple(row(i).values()) for i in range(n_train)]
-        return sum(_violations(row(i)) for i in range(n_train)) + (len(rows) - len(set(rows)))
+    # cost = colour clashes + duplicate rows, updated per swap (only rows i and j change)
+    counts: dict[tuple, int] = {}
+    for i in range(n_train):
+        key = tuple(row(i).values())
+        counts[key] = counts.get(key, 0) + 1
+    c = sum(_violations(row(i)) for i in range(n_train)) + sum(n - 1 for n in counts.values())
 
-    c = cost()
+    def local(rows_ij) -> int:
+        """Clashes of rows i, j plus their share of the duplicate count (added to ``counts``)."""
+        cost_ij = 0
+        for k in rows_ij:
+            key = tuple(row(k).values())
+            cost_ij += _violations(row(k)) + (counts.get(key, 0) >= 1)
+            counts[key] = counts.get(key, 0) + 1
+        return cost_ij
+
+    def remove(rows_ij) -> int:
+        cost_ij = 0
+        for k in rows_ij:
+            key = tuple(row(k).values())
+            counts[key] -= 1
+            cost_ij += _violations(row(k)) + (counts[key] >= 1)
+        return cost_ij
+
     for _ in range(20000):
         if c == 0:
             break
         i, j = rng.integers(n_train, size=2)
         attr = ATTRIBUTES[rng.integers(len(ATTRIBUTES))]
+        ij = (i,) if i == j else (i, j)
+        before = remove(ij)
         cols[attr][i], cols[attr][j] = cols[attr][j], cols[attr][i]
-        c2 = cost()
+        c2 = c - before + local(ij)
         if c2 <= c:
             c = c2
         else:
+            remove(ij)
             cols[attr][i], cols[attr][j] = cols[attr][j], cols[attr][i]
+            local(ij)
     if c:
         raise RuntimeError(f'could not design {n_train} distinct valid train classes (seed {seed})')
     train = [row(i) for i in range(n_train)]
@@ -169,6 +192,9 @@ def design_classes(n_classes: int, n_test_classes: int, seed: int) -> list[dict[
     def distance(x, y):
         return sum(x[a] != y[a] for a in ATTRIBUTES)
 
+    codes = {a: {v: k for k, v in enumerate(_values(a))} for a in ATTRIBUTES}
+    train_codes = np.array([[codes[a][t[a]] for a in ATTRIBUTES] for t in train])
+
     for need_test in range(len(ATTRIBUTES), 0, -1):
         for need in (2, 1):
             tries = 0
@@ -177,7 +203,8 @@ def design_classes(n_classes: int, n_test_classes: int, seed: int) -> list[dict[
                 cand = {a: seen[a][rng.integers(len(seen[a]))] for a in ATTRIBUTES}
                 if _violations(cand) or cand in test:
                     continue
-                if min(distance(cand, t) for t in train) < need:
+                cand_code = np.array([codes[a][cand[a]] for a in ATTRIBUTES])
+                if (train_codes != cand_code).sum(1).min() < need:
                     continue
                 if test and min(distance(cand, t) for t in test) < need_test:
                     continue

@@ -169,13 +169,14 @@ def test_train_test_classes_disjoint_and_recombined(small):
             assert value in {attrs[t][k] for t in splits['train']}, (name, ATTRIBUTES[k])
 
 
-@pytest.mark.parametrize('n_classes,n_test,seed', [(20, 5, 0), (20, 5, 1), (40, 10, 0), (100, 25, 0), (6, 2, 3),
-                                                   (3, 1, 0)])
+@pytest.mark.parametrize('n_classes,n_test,seed', [(20, 5, 0), (20, 5, 1), (40, 10, 0), (100, 25, 0), (400, 100, 0),
+                                                   (6, 2, 3), (3, 1, 0)])
 def test_class_design(n_classes, n_test, seed):
     classes = design_classes(n_classes, n_test, seed)
     train = [c['attributes'] for c in classes if c['split'] == 'train']
     test = [c['attributes'] for c in classes if c['split'] == 'test']
     assert len(train) == n_classes - n_test and len(test) == n_test
+    assert len({tuple(t.values()) for t in train + test}) == n_classes  # every class a distinct combination
     if len(train) >= len(PALETTE):  # enough train classes: every colour of every part is taught
         for attr in ATTRIBUTES:
             assert {t[attr] for t in train} == set(toy._values(attr)), attr

@@ -119,7 +119,8 @@ def design_classes(n_classes: int, n_test_classes: int, seed: int) -> list[dict[
     Train classes cover every value of every attribute when there are enough of them; each test class
     combines values seen in training (per attribute), differs from every train class in at least two
     attributes where possible, and from the other test classes in as many attributes as possible.
-    Returns dicts ``{'number', 'name', 'split', 'attributes'}`` ordered by number; test classes get evenly spaced numbers (100 classes, 25 test: 004, 008, ..., 100).
+    Returns dicts ``{'number', 'name', 'split', 'attributes'}`` ordered by number; test classes get evenly
+    spaced numbers (100 classes, 25 test: 004, 008, ..., 100).
     """
     if n_classes < 3:
         raise ValueError(f'n_classes={n_classes}: need at least 3 (disjoint train and test classes, '
@@ -147,21 +148,16 @@ def design_classes(n_classes: int, n_test_classes: int, seed: int) -> list[dict[
         counts[key] = counts.get(key, 0) + 1
     c = sum(_violations(row(i)) for i in range(n_train)) + sum(n - 1 for n in counts.values())
 
-    def local(rows_ij) -> int:
-        """Clashes of rows i, j plus their share of the duplicate count (added to ``counts``)."""
+    def toggle(rows_ij, add: bool) -> int:
+        """Take rows i, j out of ``counts`` or put them back; returns their clashes + share of duplicates."""
         cost_ij = 0
         for k in rows_ij:
             key = tuple(row(k).values())
+            if not add:
+                counts[key] -= 1
             cost_ij += _violations(row(k)) + (counts.get(key, 0) >= 1)
-            counts[key] = counts.get(key, 0) + 1
-        return cost_ij
-
-    def remove(rows_ij) -> int:
-        cost_ij = 0
-        for k in rows_ij:
-            key = tuple(row(k).values())
-            counts[key] -= 1
-            cost_ij += _violations(row(k)) + (counts[key] >= 1)
+            if add:
+                counts[key] = counts.get(key, 0) + 1
         return cost_ij
 
     for _ in range(20000):
@@ -170,15 +166,15 @@ def design_classes(n_classes: int, n_test_classes: int, seed: int) -> list[dict[
         i, j = rng.integers(n_train, size=2)
         attr = ATTRIBUTES[rng.integers(len(ATTRIBUTES))]
         ij = (i,) if i == j else (i, j)
-        before = remove(ij)
+        before = toggle(ij, add=False)
         cols[attr][i], cols[attr][j] = cols[attr][j], cols[attr][i]
-        c2 = c - before + local(ij)
+        c2 = c - before + toggle(ij, add=True)
         if c2 <= c:
             c = c2
         else:
-            remove(ij)
+            toggle(ij, add=False)
             cols[attr][i], cols[attr][j] = cols[attr][j], cols[attr][i]
-            local(ij)
+            toggle(ij, add=True)
     if c:
         raise RuntimeError(f'could not design {n_train} distinct valid train classes (seed {seed})')
     train = [row(i) for i in range(n_train)]

@@ -143,15 +143,11 @@ def design_classes(n_classes: int, n_test_classes: int, seed: int) -> list[dict[
 
     # cost = colour clashes + duplicate rows, updated per swap (only rows i and j change)
     counts: dict[tuple, int] = {}
-    for i in range(n_train):
-        key = tuple(row(i).values())
-        counts[key] = counts.get(key, 0) + 1
-    c = sum(_violations(row(i)) for i in range(n_train)) + sum(n - 1 for n in counts.values())
 
-    def toggle(rows_ij, add: bool) -> int:
-        """Take rows i, j out of ``counts`` or put them back; returns their clashes + share of duplicates."""
+    def toggle(rows, add: bool) -> int:
+        """Take rows out of ``counts`` or put them in; returns their clashes + share of duplicates."""
         cost_ij = 0
-        for k in rows_ij:
+        for k in rows:
             key = tuple(row(k).values())
             if not add:
                 counts[key] -= 1
@@ -160,6 +156,7 @@ def design_classes(n_classes: int, n_test_classes: int, seed: int) -> list[dict[
                 counts[key] = counts.get(key, 0) + 1
         return cost_ij
 
+    c = toggle(range(n_train), add=True)
     for _ in range(20000):
         if c == 0:
             break

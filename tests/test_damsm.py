@@ -4,9 +4,10 @@ import json
 import pytest
 import torch
 
-from attngan.build import build_image_encoder
+from attngan.build import build_image_encoder, build_text_encoder, build_trained_text_encoder
 from attngan.cli import pretrain_damsm
-from attngan.config import ConfigError, load_config
+from attngan.config import ConfigError, get_default_config, load_config
+from attngan.models import RNN_ENCODER
 from attngan.damsm import encoder_epoch, image_encoder_path, retrieval_accuracy
 from conftest import TINY_DAMSM
 
@@ -126,6 +127,46 @@ def test_small_cnn_encoder_shapes_and_unknown_kind():
     cfg.DAMSM.IMAGE_ENCODER = 'resnet'
     with pytest.raises(ConfigError, match="DAMSM.IMAGE_ENCODER.*'resnet'"):
         build_image_encoder(cfg)
+
+
+def test_sentence_max_pooling_over_each_captions_words():
+    """TEXT.SENT_POOL 'max': sent_emb is the maximum of words_emb over the caption's own words (padding
+    excluded, unsorted lengths); same weights, keys and word features as the original's 'last'."""
+    torch.manual_seed(0)
+    last = RNN_ENCODER(30, nhidden=16, drop_prob=0.0).eval()
+    pooled = RNN_ENCODER(30, nhidden=16, drop_prob=0.0, sent_pool='max').eval()
+    pooled.load_state_dict(last.state_dict())
+    assert list(pooled.state_dict()) == list(last.state_dict())
+    lens = torch.tensor([3, 7, 1, 5])
+    captions = torch.randint(1, 30, (4, 7)) * (torch.arange(7)[None, :] < lens[:, None])
+    with torch.no_grad():
+        words_last, sent_last = last(captions, lens, last.init_hidden(4))
+        words, sent = pooled(captions, lens, pooled.init_hidden(4))
+    assert torch.equal(words, words_last)
+    expected = torch.stack([words[i, :, :n].amax(1) for i, n in enumerate(lens.tolist())])
+    assert torch.equal(sent, expected) and not torch.allclose(sent, sent_last)
+    assert (expected < 0).any()  # the zero padding would have won these channels
+    with pytest.raises(ValueError, match="sent_pool.*'mean'"):
+        RNN_ENCODER(30, sent_pool='mean')
+
+
+def test_sent_pool_key_is_checked_against_the_encoders_run(straight_run, tiny_toy, tmp_path, capsys):
+    """An unknown TEXT.SENT_POOL is a config error; a text encoder from a run folder loads only with the
+    pooling that run trained with (its config.yaml), since the weights cannot tell."""
+    cfg = get_default_config()
+    cfg.TEXT.SENT_POOL = 'mean'
+    with pytest.raises(ConfigError, match="TEXT.SENT_POOL.*'mean'"):
+        build_text_encoder(cfg, 30)
+    cfg = load_config('cfg/DAMSM/toy.yml', TINY_DAMSM)
+    net_e = straight_run / 'Model' / 'text_encoder1.pth'
+    n_words = torch.load(net_e, weights_only=True)['encoder.weight'].shape[0]
+    assert cfg.TEXT.SENT_POOL == 'max' and build_trained_text_encoder(cfg, n_words, net_e).sent_pool == 'max'
+    cfg.TEXT.SENT_POOL = 'last'
+    with pytest.raises(ConfigError, match=r"trained with TEXT.SENT_POOL='max'.*set TEXT.SENT_POOL: max"):
+        build_trained_text_encoder(cfg, n_words, net_e)
+    # the DAMSM trainer's NET_E resume checks it too
+    assert _run(tiny_toy, tmp_path / 'again', 'TEXT.SENT_POOL=last', f'TRAIN.NET_E={net_e}') == 2
+    assert "trained with TEXT.SENT_POOL='max'" in capsys.readouterr().err
 
 
 def test_one_adam_for_the_run_resumes_at_an_epoch_boundary(tiny_toy, tmp_path):

@@ -341,6 +341,7 @@ def test_toy_configs_agree():
     gan, damsm = load_config(REPO / 'cfg' / 'toy_attn2.yml'), load_config(REPO / 'cfg' / 'DAMSM' / 'toy.yml')
     assert gan.DATA_DIR == damsm.DATA_DIR == 'data/toy'
     assert gan.TEXT.EMBEDDING_DIM == damsm.TEXT.EMBEDDING_DIM
+    assert gan.TEXT.SENT_POOL == damsm.TEXT.SENT_POOL == 'max'
     assert gan.TEXT.CAPTIONS_PER_IMAGE == damsm.TEXT.CAPTIONS_PER_IMAGE == 10
     assert gan.TREE.BRANCH_NUM >= 2  # word attention needs a second stage
     # the GAN loads the image encoder that the DAMSM config trains

@@ -5,19 +5,23 @@ Each builder logs the parameter count of what it builds (logger ``attngan.build`
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import List, Optional, Union
 
 import torch
 import torch.nn as nn
+import yaml
 
 from .config import Config, ConfigError, resolve_path
 from .dualAttnModel import DualAttn_G_NET, PaperDualAttn_G_NET, apply_spectral_norm, spectral_norm_discriminator
 from .models import (CNN_ENCODER, D_NET64, D_NET128, D_NET256, G_DCGAN, G_NET, RNN_ENCODER, SmallCNNEncoder,
                      count_parameters, weights_init)
+from .weights import load_state_dict_file
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['build_text_encoder', 'build_image_encoder', 'build_generator', 'build_discriminators',
+__all__ = ['build_text_encoder', 'build_trained_text_encoder', 'check_text_encoder_config', 'build_image_encoder',
+           'build_generator', 'build_discriminators',
            'inception_weights', 'log_parameter_count']
 
 Device = Optional[Union[str, torch.device]]
@@ -36,11 +40,40 @@ def _finish(module: nn.Module, name: str, device: Device) -> nn.Module:
 
 
 def build_text_encoder(cfg: Config, n_words: int, device: Device = None) -> RNN_ENCODER:
-    """RNN_ENCODER(n_words, nhidden=TEXT.EMBEDDING_DIM, RNN_TYPE, dropout TEXT.RNN_DROPOUT); ninput 300 as the
-    original."""
+    """RNN_ENCODER(n_words, nhidden=TEXT.EMBEDDING_DIM, RNN_TYPE, dropout TEXT.RNN_DROPOUT, TEXT.SENT_POOL);
+    ninput 300 as the original."""
+    if cfg.TEXT.SENT_POOL not in RNN_ENCODER.SENT_POOLS:
+        raise ConfigError(f'TEXT.SENT_POOL: unknown sentence pooling {cfg.TEXT.SENT_POOL!r} '
+                          f"(expected 'last' or 'max')")
     net = RNN_ENCODER(n_words, drop_prob=cfg.TEXT.RNN_DROPOUT, nhidden=cfg.TEXT.EMBEDDING_DIM,
-                      rnn_type=cfg.RNN_TYPE, n_steps=cfg.TEXT.WORDS_NUM)
+                      rnn_type=cfg.RNN_TYPE, n_steps=cfg.TEXT.WORDS_NUM, sent_pool=cfg.TEXT.SENT_POOL)
     return _finish(net, 'RNN_ENCODER', device)
+
+
+def check_text_encoder_config(cfg: Config, path: Union[str, Path]) -> None:
+    """Raise ConfigError when the run that wrote text encoder ``path`` (its ``config.yaml`` two folders up,
+    as in ``<run>/Model/text_encoder<N>.pth``) pooled sentences otherwise than TEXT.SENT_POOL says.
+
+    The pooling has no parameters, so the weights cannot tell; encoders outside a run folder (the released
+    ones: 'last') are not checked."""
+    run_config = Path(path).resolve().parent.parent / 'config.yaml'
+    if not run_config.is_file():
+        return
+    try:
+        trained = (yaml.safe_load(run_config.read_text(encoding='utf-8')) or {}).get('TEXT', {})
+    except (OSError, yaml.YAMLError, AttributeError):
+        return
+    pool = trained.get('SENT_POOL', 'last')
+    if pool != cfg.TEXT.SENT_POOL:
+        raise ConfigError(f'text encoder {path} was trained with TEXT.SENT_POOL={pool!r} ({run_config}); '
+                          f'this config has {cfg.TEXT.SENT_POOL!r}: set TEXT.SENT_POOL: {pool}')
+
+
+def build_trained_text_encoder(cfg: Config, n_words: int, path: Union[str, Path]) -> RNN_ENCODER:
+    """build_text_encoder, its run's TEXT.SENT_POOL checked, weights from ``path`` (a text_encoder<N>.pth)."""
+    check_text_encoder_config(cfg, path)
+    net = build_text_encoder(cfg, n_words)
+    return load_state_dict_file(path, net, 'text encoder')
 
 
 def inception_weights(cfg: Config) -> str:

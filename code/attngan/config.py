@@ -125,6 +125,7 @@ def get_default_config() -> Config:
             WORDS_NUM=18,
             # ---- added by this port ----
             RNN_DROPOUT=0.5,  # RNN_ENCODER's dropout on the word embeddings (original: 0.5, fixed)
+            SENT_POOL='last',  # sentence embedding: 'last' forward + backward states (original) or 'max' over words
         ),
         # ---- sections added by this port ----
         DAMSM=_c(

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .build import build_image_encoder, build_text_encoder
+from .build import build_image_encoder, build_text_encoder, check_text_encoder_config
 from .config import Config, resolve_path
 from .data import build_dataloader, build_dataset, prepare_data
 from .engine import distributed as dist
@@ -141,6 +141,7 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
     if cfg.TRAIN.NET_E and resume_state is None:
         net_e = resolve_path(cfg.TRAIN.NET_E)
         start_epoch = encoder_epoch(net_e) + 1  # the original continues at N+1 with lr reset to ENCODER_LR
+        check_text_encoder_config(cfg, net_e)
         load_state_dict_file(net_e, text_encoder, 'text encoder')
         load_state_dict_file(image_encoder_path(net_e), image_encoder, 'image encoder')
         log.info('loaded %s and its image encoder; continuing at epoch %d', net_e, start_epoch)

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from .build import build_discriminators, build_generator, build_image_encoder, build_text_encoder
+from .build import build_discriminators, build_generator, build_image_encoder, build_trained_text_encoder
 from .config import Config, ConfigError, resolve_path
 from .damsm import image_encoder_path
 from .data import build_dataset, prepare_data
@@ -171,8 +171,7 @@ def load_frozen_encoders(cfg: Config, n_words: int, device: torch.device):
         raise ConfigError('TRAIN.NET_E is empty: the GAN needs pretrained DAMSM encoders '
                           '(run pretrain_DAMSM.py first, or download the released ones; see README)')
     net_e = resolve_path(cfg.TRAIN.NET_E)
-    text_encoder = build_text_encoder(cfg, n_words)
-    load_state_dict_file(net_e, text_encoder, 'text encoder')
+    text_encoder = build_trained_text_encoder(cfg, n_words, net_e)
     image_encoder = build_image_encoder(cfg, weights='none')
     load_state_dict_file(image_encoder_path(net_e), image_encoder, 'image encoder')
     for net in (text_encoder, image_encoder):

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .build import build_generator, build_text_encoder
+from .build import build_generator, build_trained_text_encoder
 from .config import Config, ConfigError, resolve_path
 from .data import build_dataset, encode_caption, load_examples, load_text_data, data_dir_from_cfg
 from .viz import attention_picture, save_png, to_uint8
@@ -49,8 +49,7 @@ def load_sampling_nets(cfg: Config, n_words: int, device: torch.device):
         if not cfg.TRAIN[key]:
             raise ConfigError(f'TRAIN.{key} is empty: sampling needs a trained '
                               f'{"text encoder" if key == "NET_E" else "generator"} file')
-    text_encoder = build_text_encoder(cfg, n_words)
-    load_state_dict_file(resolve_path(cfg.TRAIN.NET_E), text_encoder, 'text encoder')
+    text_encoder = build_trained_text_encoder(cfg, n_words, resolve_path(cfg.TRAIN.NET_E))
     netG = build_generator(cfg)
     load_state_dict_file(resolve_path(cfg.TRAIN.NET_G), netG, 'generator')
     return text_encoder.to(device).eval(), netG.to(device).eval()

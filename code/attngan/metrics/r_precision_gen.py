@@ -51,10 +51,8 @@ def load_image_encoder(cfg, path: str | os.PathLike, device) -> torch.nn.Module:
 
 def load_text_encoder(cfg, path: str | os.PathLike, n_words: int, device) -> torch.nn.Module:
     """The DAMSM text encoder in ``path`` (an RNN_ENCODER state_dict), eval mode, on ``device``."""
-    from ..build import build_text_encoder
-    from ..weights import load_state_dict_file
-    net = build_text_encoder(cfg, n_words)
-    load_state_dict_file(path, net, 'text encoder')
+    from ..build import build_trained_text_encoder
+    net = build_trained_text_encoder(cfg, n_words, path)
     return net.to(device).eval().requires_grad_(False)
 
 

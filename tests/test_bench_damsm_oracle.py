@@ -4,7 +4,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 from attngan.config import load_config
 from attngan.data import build_dataloader, build_dataset, prepare_data

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, resolve_path, to_yaml
+from .config import ConfigError, resolve_path
 from .engine.checkpoint import TRAIN_STATE_NAME, find_latest, load_train_state
 from .engine.loop import NonFiniteLossError
 from .engine.logger import setup_logging
@@ -106,7 +106,7 @@ def pretrain_damsm(argv=None) -> int:
         seed = state['seed'] if state is not None else args.manualSeed
         run = start_run(cfg, seed, args.output_dir, root=root)
         t0 = time.time()
-        last = train_damsm(cfg, run, resume_state=state)
+        train_damsm(cfg, run, resume_state=state)
     except USER_ERRORS as e:
         return _fail(e)
     log.info('DAMSM done in %.1f s; encoders and pictures are in %s', time.time() - t0, run.root)

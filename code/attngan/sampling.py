@@ -17,7 +17,7 @@ from tqdm import tqdm
 from .build import build_generator, build_trained_text_encoder
 from .config import Config, ConfigError, resolve_path
 from .data import build_dataset, encode_caption, load_examples, load_text_data, data_dir_from_cfg
-from .viz import attention_picture, save_png, to_uint8
+from .viz import attention_picture, save_png
 from .weights import load_state_dict_file
 
 log = logging.getLogger('attngan')

@@ -21,8 +21,7 @@ from .weights import load_state_dict_file
 logger = logging.getLogger(__name__)
 
 __all__ = ['build_text_encoder', 'build_trained_text_encoder', 'check_text_encoder_config', 'build_image_encoder',
-           'build_generator', 'build_discriminators',
-           'inception_weights', 'log_parameter_count']
+           'build_generator', 'build_discriminators', 'inception_weights', 'log_parameter_count']
 
 Device = Optional[Union[str, torch.device]]
 
@@ -44,7 +43,7 @@ def build_text_encoder(cfg: Config, n_words: int, device: Device = None) -> RNN_
     ninput 300 as the original."""
     if cfg.TEXT.SENT_POOL not in RNN_ENCODER.SENT_POOLS:
         raise ConfigError(f'TEXT.SENT_POOL: unknown sentence pooling {cfg.TEXT.SENT_POOL!r} '
-                          f"(expected 'last' or 'max')")
+                          "(expected 'last' or 'max')")
     net = RNN_ENCODER(n_words, drop_prob=cfg.TEXT.RNN_DROPOUT, nhidden=cfg.TEXT.EMBEDDING_DIM,
                       rnn_type=cfg.RNN_TYPE, n_steps=cfg.TEXT.WORDS_NUM, sent_pool=cfg.TEXT.SENT_POOL)
     return _finish(net, 'RNN_ENCODER', device)

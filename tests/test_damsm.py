@@ -7,8 +7,8 @@ import torch
 from attngan.build import build_image_encoder, build_text_encoder, build_trained_text_encoder
 from attngan.cli import pretrain_damsm
 from attngan.config import ConfigError, get_default_config, load_config
-from attngan.models import RNN_ENCODER
 from attngan.damsm import encoder_epoch, image_encoder_path, retrieval_accuracy
+from attngan.models import RNN_ENCODER
 from conftest import TINY_DAMSM
 
 

@@ -43,7 +43,7 @@ def build_text_encoder(cfg: Config, n_words: int, device: Device = None) -> RNN_
     ninput 300 as the original."""
     if cfg.TEXT.SENT_POOL not in RNN_ENCODER.SENT_POOLS:
         raise ConfigError(f'TEXT.SENT_POOL: unknown sentence pooling {cfg.TEXT.SENT_POOL!r} '
-                          "(expected 'last' or 'max')")
+                          f'(expected one of {RNN_ENCODER.SENT_POOLS})')
     net = RNN_ENCODER(n_words, drop_prob=cfg.TEXT.RNN_DROPOUT, nhidden=cfg.TEXT.EMBEDDING_DIM,
                       rnn_type=cfg.RNN_TYPE, n_steps=cfg.TEXT.WORDS_NUM, sent_pool=cfg.TEXT.SENT_POOL)
     return _finish(net, 'RNN_ENCODER', device)

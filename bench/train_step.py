@@ -2,8 +2,9 @@
 
 Models (bird configs, 3 stages up to 256 px, vocabulary 5,450, 18-word captions, synthetic inputs,
 randomly initialised encoders): ``attngan`` (cfg/bird_attn2.yml), ``dualattn`` (the fork's variant,
-cfg/bird_dualattn.yml), ``dualattn_paper`` (cfg/bird_dualattn_paper.yml). One iteration is
-attngan.gan.train_step: text encoder, G forward, one step per D, the G step with the DAMSM losses, EMA.
+cfg/bird_dualattn.yml), ``dualattn_paper`` (cfg/bird_dualattn_paper.yml); and ``toy`` (cfg/toy_attn2.yml as
+the demo trains it: 2 stages up to 128 px, its small widths and SmallCNNEncoder, vocabulary 40). One iteration
+is attngan.gan.train_step: text encoder, G forward, one step per D, the G step with the DAMSM losses, EMA.
 
 Paths: ``fp32`` (TRAIN.FAST False: the default, matches the goldens) and ``fast`` (TRAIN.FAST True:
 bf16 autocast; on CUDA also channels_last, fused Adam, cudnn.benchmark and, unless --no-compile,
@@ -16,6 +17,7 @@ counted once) with the achieved TFLOP/s; with --peak-tflops the fraction of the 
 
     python bench/train_step.py --device cuda                      # batch 20, both paths, all models
     python bench/train_step.py --device cpu --batch 2 --iters 3 --models attngan   # a CPU figure
+    python bench/train_step.py --device cpu --threads 2 --models toy    # the demo's GAN step (batch 6)
     python bench/train_step.py --device cuda --peak-tflops 989    # H100 SXM dense bf16 peak
 """
 import argparse
@@ -39,18 +41,22 @@ from attngan.engine.fast import adam, fast_path, images_to, prepare_module  # no
 from attngan.engine.run import tune_malloc  # noqa: E402
 from attngan.gan import copy_G_params, train_step  # noqa: E402
 
-MODELS = {'attngan': 'bird_attn2.yml', 'dualattn': 'bird_dualattn.yml', 'dualattn_paper': 'bird_dualattn_paper.yml'}
-N_WORDS = 5450
+BIRD = ('TREE.BRANCH_NUM=3', 'DAMSM.INCEPTION_WEIGHTS=random')
+#: model -> (config file, its overrides, vocabulary size)
+MODELS = {'attngan': ('bird_attn2.yml', BIRD, 5450), 'dualattn': ('bird_dualattn.yml', BIRD, 5450),
+          'dualattn_paper': ('bird_dualattn_paper.yml', BIRD, 5450), 'toy': ('toy_attn2.yml', (), 40)}
+BIRD_MODELS = ['attngan', 'dualattn', 'dualattn_paper']
 
 
-def build(model: str, fast: bool, batch: int, device: torch.device, compile_: bool):
-    """Modules, optimizers and one synthetic batch at the bird config; returns a no-argument step function."""
-    cfg = load_config(ROOT / 'cfg' / MODELS[model],
-                      ['TREE.BRANCH_NUM=3', 'DAMSM.INCEPTION_WEIGHTS=random', f'TRAIN.FAST={fast}',
-                       f'TRAIN.COMPILE={compile_}'])
+def build(model: str, fast: bool, batch: int | None, device: torch.device, compile_: bool):
+    """Modules, optimizers and one synthetic batch (``batch`` None: the config's TRAIN.BATCH_SIZE);
+    returns (a no-argument step function, the FastPath, the batch size)."""
+    config, overrides, n_words = MODELS[model]
+    cfg = load_config(ROOT / 'cfg' / config, [*overrides, f'TRAIN.FAST={fast}', f'TRAIN.COMPILE={compile_}'])
+    batch = batch or cfg.TRAIN.BATCH_SIZE
     fp = fast_path(cfg, device)
     torch.manual_seed(0)
-    text_encoder = build_text_encoder(cfg, N_WORDS).requires_grad_(False).eval().to(device)
+    text_encoder = build_text_encoder(cfg, n_words).requires_grad_(False).eval().to(device)
     image_encoder = build_image_encoder(cfg).requires_grad_(False).eval().to(device)
     # default torch init: the original's orthogonal init takes ~30 s at this size and changes no timing
     netG = build_generator(cfg, init_weights=False).train().to(device)
@@ -67,10 +73,10 @@ def build(model: str, fast: bool, batch: int, device: torch.device, compile_: bo
     g = torch.Generator().manual_seed(1)
     T = cfg.TEXT.WORDS_NUM
     cap_lens = torch.sort(torch.randint(5, T + 1, (batch,), generator=g), descending=True).values
-    captions = torch.randint(1, N_WORDS, (batch, T), generator=g)
+    captions = torch.randint(1, n_words, (batch, T), generator=g)
     captions[torch.arange(T)[None, :] >= cap_lens[:, None]] = 0
     imgs = images_to([(torch.rand(batch, 3, 64 * 2 ** i, 64 * 2 ** i, generator=g) * 2 - 1).to(device)
-                      for i in range(3)], fp)
+                      for i in range(cfg.TREE.BRANCH_NUM)], fp)
     captions, class_ids = captions.to(device), torch.arange(batch, device=device)
     noise = torch.empty(batch, cfg.GAN.Z_DIM, device=device)
     ones, zeros, match = (torch.ones(batch, device=device), torch.zeros(batch, device=device),
@@ -81,7 +87,7 @@ def build(model: str, fast: bool, batch: int, device: torch.device, compile_: bo
         return train_step(text_encoder, image_encoder, netG, netsD, optG, optsD, avg, imgs, captions, cap_lens,
                           class_ids, noise, ones, zeros, match, gamma1=sm.GAMMA1, gamma2=sm.GAMMA2,
                           gamma3=sm.GAMMA3, lambda_=sm.LAMBDA, amp_dtype=fp.amp_dtype)
-    return step, fp
+    return step, fp, batch
 
 
 def peak_memory_gib(device: torch.device) -> float:
@@ -94,9 +100,11 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    ap.add_argument('--models', nargs='+', default=list(MODELS), choices=list(MODELS))
+    ap.add_argument('--models', nargs='+', default=BIRD_MODELS, choices=list(MODELS),
+                    help='default: the three bird models (toy: the demo config)')
     ap.add_argument('--paths', nargs='+', default=['fp32', 'fast'], choices=['fp32', 'fast'])
-    ap.add_argument('--batch', type=int, default=20, help='per-device batch (bird config: 20)')
+    ap.add_argument('--batch', type=int, default=None,
+                    help="per-device batch (default: each config's TRAIN.BATCH_SIZE; bird 20, toy 6)")
     ap.add_argument('--iters', type=int, default=20)
     ap.add_argument('--warmup', type=int, default=5, help='untimed iterations first (compile happens here)')
     ap.add_argument('--no-compile', action='store_true', help='fast path without torch.compile')
@@ -112,9 +120,9 @@ def main(argv=None) -> None:
     if device.type == 'cpu':
         tune_malloc()
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU ({torch.get_num_threads()} threads)'
-    print(f'device: {name}; torch {torch.__version__}; batch {args.batch}; median of {args.iters} after '
-          f'{args.warmup} warm-up iterations')
-    print(f'{"model":<15} {"path":<5} {"s/iter":>8} {"images/s":>9} {"peak GiB":>9} {"GFLOP/img":>10} '
+    print(f'device: {name}; torch {torch.__version__}; batch {args.batch or "of each config"}; median of '
+          f'{args.iters} after {args.warmup} warm-up iterations')
+    print(f'{"model":<15} {"path":<5} {"batch":>5} {"s/iter":>8} {"images/s":>9} {"peak GiB":>9} {"GFLOP/img":>10} '
           f'{"TFLOP/s":>8}{"  of peak" if args.peak_tflops else ""}')
     for model in args.models:
         flops_per_image = None
@@ -122,11 +130,11 @@ def main(argv=None) -> None:
             if device.type == 'cuda':
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
-            step, fp = build(model, path == 'fast', args.batch, device, not args.no_compile)
+            step, fp, batch = build(model, path == 'fast', args.batch, device, not args.no_compile)
             if flops_per_image is None and not args.no_flops and path == 'fp32':
                 with FlopCounterMode(display=False) as counter:
                     step()
-                flops_per_image = counter.get_total_flops() / args.batch
+                flops_per_image = counter.get_total_flops() / batch
             for _ in range(args.warmup):
                 step()
             times = []
@@ -140,8 +148,8 @@ def main(argv=None) -> None:
                 times.append(time.perf_counter() - t0)
             assert bool(torch.isfinite(out['errG_total'])), f'{model} {path}: non-finite loss'
             med = statistics.median(times)
-            ips = args.batch / med
-            line = f'{model:<15} {path:<5} {med:>8.3f} {ips:>9.1f} {peak_memory_gib(device):>9.2f}'
+            ips = batch / med
+            line = f'{model:<15} {path:<5} {batch:>5} {med:>8.3f} {ips:>9.1f} {peak_memory_gib(device):>9.2f}'
             if flops_per_image:
                 tflops = flops_per_image * ips / 1e12
                 line += f' {flops_per_image / 1e9:>10.1f} {tflops:>8.2f}'

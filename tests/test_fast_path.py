@@ -4,6 +4,7 @@ On the CPU the fast path is autocast bf16 only (channels_last, fused Adam and co
 tests/test_golden_train_step.py covers fused Adam against the goldens, bench/train_step.py the speed.
 """
 import copy
+import logging
 
 import pytest
 import torch
@@ -11,7 +12,8 @@ import torch.nn.functional as F
 
 from attngan.build import build_discriminators, build_generator, build_image_encoder, build_text_encoder
 from attngan.config import load_config
-from attngan.engine.fast import FastPath, fast_path
+from attngan.engine import fast as fast_module
+from attngan.engine.fast import FastPath, cpu_has_native_bf16, fast_path
 from attngan.gan import copy_G_params, train_step
 from attngan.losses import _bce
 from attngan.models import D_GET_LOGITS
@@ -58,6 +60,26 @@ def test_fast_path_settings_on_cpu():
     assert fp.enabled and fp.amp_dtype == torch.bfloat16
     assert not (fp.channels_last or fp.fused_adam or fp.compile)  # CUDA-only
     assert 'autocast bfloat16' in fp.describe()
+
+
+def test_native_bf16_probe(monkeypatch):
+    for name in ('_is_amx_tile_supported', '_is_avx512_bf16_supported'):
+        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    assert cpu_has_native_bf16() is False
+    monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: True)
+    assert cpu_has_native_bf16() is True
+    monkeypatch.delattr(torch.cpu, '_is_avx512_bf16_supported')  # an older torch without the probe
+    assert cpu_has_native_bf16() is False
+
+
+@pytest.mark.parametrize('native', [True, False])
+def test_cpu_fast_path_warns_where_bf16_is_emulated(monkeypatch, caplog, native):
+    monkeypatch.setattr(fast_module, 'cpu_has_native_bf16', lambda: native)
+    cfg = load_config('cfg/toy_attn2.yml', ['TRAIN.FAST=true'])
+    with caplog.at_level(logging.WARNING, logger='attngan'):
+        assert fast_path(cfg, torch.device('cpu')).enabled
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and 'emulated' in r.getMessage()]
+    assert len(warned) == (0 if native else 1)
 
 
 def _run(amp_dtype, modules, batch, seed=3):

@@ -89,7 +89,7 @@ def get_default_config() -> Config:
             MAX_STEPS=0,  # stop after this many iterations in total (0 = run all MAX_EPOCH epochs)
             LOG_INTERVAL=100,  # log losses every N generator iterations (original: 100)
             SAMPLE_INTERVAL=1000,  # sample grid + attention pictures every N iterations (original: 1000)
-            DAMSM_UPDATE_INTERVAL=200,  # DAMSM: log + attention picture every N steps (original: 200)
+            DAMSM_UPDATE_INTERVAL=200,  # DAMSM: log + attention picture at steps 0, N, 2N.. of each epoch (original)
             EMA_DECAY=0.999,  # generator weight averaging: avg = decay * avg + (1 - decay) * p
             CHECKPOINT_INTERVAL=1,  # full resumable checkpoint every N epochs (and on Ctrl-C)
             FAST=False,  # GAN fast path: bf16 autocast; CUDA: channels_last, fused Adam, compile (engine/fast.py)

@@ -35,8 +35,13 @@ def test_outputs_in_original_layout(straight_run):
     assert 'encoder.weight' in sd and 'rnn.weight_ih_l0' in sd
     image_sd = torch.load(model / 'image_encoder1.pth', weights_only=True)  # the toy config's SmallCNNEncoder
     assert 'block4.0.weight' in image_sd and 'emb_cnn_code.weight' in image_sd
-    assert list((straight_run / 'Image').glob('attention_maps_e0_s0.png'))
-    assert list((straight_run / 'Image').glob('val_attention_e1.png'))
+    image = straight_run / 'Image'
+    # SNAPSHOT_INTERVAL 1: every epoch keeps its pictures; the *_latest* ones hold the last epoch's
+    assert {'attention_maps_e0_s0.png', 'attention_maps_e1_s0.png', 'val_attention_e0.png',
+            'val_attention_e1.png'} <= {p.name for p in image.iterdir()}
+    assert (image / 'val_attention_latest.png').read_bytes() == (image / 'val_attention_e1.png').read_bytes()
+    assert (image / 'attention_maps_latest_s0.png').read_bytes() == (image / 'attention_maps_e1_s0.png').read_bytes()
+    assert not list(image.glob('.*.tmp'))  # atomic writes leave no temporary file
     records = [json.loads(l) for l in (straight_run / 'metrics.jsonl').read_text().splitlines()]
     epochs = [r for r in records if r['kind'] == 'damsm_epoch']
     assert [r['epoch'] for r in epochs] == [0, 1]

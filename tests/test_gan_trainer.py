@@ -7,6 +7,7 @@ import torch
 from attngan.build import build_generator
 from attngan.cli import main, pretrain_damsm
 from attngan.config import load_config
+from attngan.engine.loop import keeps_pictures
 from attngan.gan import generator_epoch
 from conftest import TINY_DAMSM, TINY_GAN
 
@@ -42,13 +43,22 @@ def test_snapshots_and_pictures(gan_run):
     assert sorted(p.name for p in model.glob('netG_epoch_*.pth')) == \
         ['netG_epoch_0.pth', 'netG_epoch_1.pth', 'netG_epoch_2.pth']
     assert (model / 'netD0.pth').is_file() and (model / 'netD1.pth').is_file()
-    images = {p.name for p in (gan_run / 'Image').iterdir()}
+    image = gan_run / 'Image'
+    images = {p.name for p in image.iterdir()}
     assert 'G_average_epoch1_grid.png' in images and 'G_average_epoch1_0.png' in images
     assert 'D_average_epoch1.png' in images and 'G_average_iter5_grid.png' in images
+    for name in ('G_average_{}_grid.png', 'G_average_{}_0.png', 'D_average_{}.png'):  # the last epoch's, twice
+        assert (image / name.format('latest')).read_bytes() == (image / name.format('epoch1')).read_bytes()
     records = [json.loads(l) for l in (gan_run / 'metrics.jsonl').read_text().splitlines()]
     epochs = [r for r in records if r['kind'] == 'gan_epoch']
     assert [r['epoch'] for r in epochs] == [0, 1]
     assert all(r['errG_total'] == r['errG_total'] for r in epochs)  # not NaN
+
+
+def test_per_epoch_pictures_are_kept_at_snapshot_epochs_and_the_last():
+    cfg = load_config('cfg/toy_attn2.yml')
+    assert (cfg.TRAIN.SNAPSHOT_INTERVAL, cfg.TRAIN.MAX_EPOCH) == (5, 15)
+    assert [e for e in range(15) if keeps_pictures(e, cfg)] == [0, 5, 10, 14]
 
 
 def test_snapshot_loads_strictly_into_fresh_generator(gan_run):

@@ -22,7 +22,7 @@ from .data import build_dataloader, build_dataset, prepare_data
 from .engine import distributed as dist
 from .engine.checkpoint import TRAIN_STATE_NAME, atomic_save, rng_state, save_train_state
 from .engine.logger import MetricsWriter
-from .engine.loop import check_finite, epoch_batches, stop_reason, train_loader
+from .engine.loop import check_finite, epoch_batches, keeps_pictures, stop_reason, train_loader
 from .engine.run import Run
 from .engine.signals import GracefulInterrupt
 from .losses import sent_loss, words_loss
@@ -71,8 +71,9 @@ def damsm_losses(image_encoder, text_encoder, imgs, captions, cap_lens, class_id
 
 
 @torch.no_grad()
-def evaluate(image_encoder, text_encoder, loader, cfg: Config, device, ixtoword, picture_path=None) -> dict:
-    """Validation losses over the test split, retrieval accuracy, and the attention picture of batch 0."""
+def evaluate(image_encoder, text_encoder, loader, cfg: Config, device, ixtoword, picture_paths=()) -> dict:
+    """Validation losses over the test split, retrieval accuracy, and the attention picture of batch 0
+    (written to each of ``picture_paths``)."""
     image_encoder.eval()
     text_encoder.eval()
     w_total = s_total = 0.0
@@ -90,8 +91,8 @@ def evaluate(image_encoder, text_encoder, loader, cfg: Config, device, ixtoword,
         img_codes.append(sent_code.float().cpu())
         sent_codes.append(sent_emb.float().cpu())
         classes.append(torch.as_tensor(class_ids).reshape(-1).cpu())
-        if i == 0 and picture_path is not None:
-            save_png(attention_picture(imgs[-1], captions, ixtoword, attn_maps), picture_path)
+        if i == 0 and picture_paths:
+            save_png(attention_picture(imgs[-1], captions, ixtoword, attn_maps), *picture_paths)
     if n == 0:
         return {}
     result = {'val_w_loss': w_total / n, 'val_s_loss': s_total / n}
@@ -203,6 +204,7 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
                 dist.restore_rng(resume_state)
                 resume_state = None
             t0 = time.time()
+            keep = keeps_pictures(epoch, cfg)
             bar = tqdm(batches, total=len(loader), initial=skip, desc=f'DAMSM epoch {epoch}',
                        leave=False, dynamic_ncols=True, disable=None if main else True)
             step = skip
@@ -227,9 +229,10 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
                     bar.set_postfix({k: f'{v:.2f}' for k, v in values.items()})
                     metrics.write({'kind': 'damsm_step', 'epoch': epoch, 'step': global_step, **values},
                                   step=global_step)
-                    if main:
+                    if main:  # the original overwrites attention_maps<step>.png every epoch too
+                        kept = [run.image_dir / f'attention_maps_e{epoch}_s{step - 1}.png'] if keep else []
                         save_png(attention_picture(imgs[-1], captions, dataset.ixtoword, attn_maps),
-                                 run.image_dir / f'attention_maps_e{epoch}_s{step - 1}.png')
+                                 run.image_dir / f'attention_maps_latest_s{step - 1}.png', *kept)
                 why = stop_reason(interrupt.stop_requested, max_steps, global_step)
                 if why:
                     checkpoint(epoch, step, optimizer)
@@ -242,8 +245,10 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
             n_steps = max(step, 1)
             train_means = {f'train_{k}': v / n_steps for k, v in dist.mean_over_ranks(sums).items()}
             val_generator.manual_seed(run.seed)
+            pictures = [run.image_dir / 'val_attention_latest.png']
+            pictures += [run.image_dir / f'val_attention_e{epoch}.png'] if keep else []
             val = evaluate(image_encoder, text_encoder, val_loader, cfg, device, dataset.ixtoword,
-                           picture_path=run.image_dir / f'val_attention_e{epoch}.png') if main else {}
+                           picture_paths=pictures) if main else {}
             elapsed = time.time() - t0
             last = {'kind': 'damsm_epoch', 'epoch': epoch, 'lr': lr, 'time_s': elapsed,
                     'images_per_s': len(loader) * batch_size * dist.world_size() / max(elapsed, 1e-9),

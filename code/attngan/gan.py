@@ -38,7 +38,7 @@ from .engine import distributed as dist
 from .engine.fast import adam, fast_path, images_to, prepare_module
 from .engine.checkpoint import TRAIN_STATE_NAME, atomic_save, rng_state, save_train_state
 from .engine.logger import MetricsWriter
-from .engine.loop import check_finite, epoch_batches, stop_reason, train_loader
+from .engine.loop import check_finite, epoch_batches, keeps_pictures, stop_reason, train_loader
 from .engine.run import Run
 from .engine.signals import GracefulInterrupt
 from .losses import KL_loss, discriminator_loss, format_g_logs, generator_loss, words_loss
@@ -182,8 +182,9 @@ def load_frozen_encoders(cfg: Config, n_words: int, device: torch.device):
 
 @torch.no_grad()
 def save_pictures(netG, avg_params, fixed_noise, text_encoder, captions, cap_lens, image_encoder, ixtoword,
-                  image_dir: Path, tag: str, cfg: Config) -> None:
-    """Sample grid of every stage and the attention pictures, made with the averaged (EMA) weights.
+                  image_dir: Path, tags: Sequence[str], cfg: Config) -> None:
+    """Sample grid of every stage and the attention pictures, made with the averaged (EMA) weights; each
+    picture is written once per tag (``G_average_<tag>_grid.png``, ...).
 
     As the original, G stays in train mode here (BN batch statistics; its running statistics are updated
     by this forward, and the CA noise is drawn from the global generator).
@@ -193,19 +194,22 @@ def save_pictures(netG, avg_params, fixed_noise, text_encoder, captions, cap_len
     load_params(netG, avg_params)
     fake_imgs, att_maps, _, _ = netG(fixed_noise, sent_emb, words_emb, mask)
     load_params(netG, backup)
-    save_png(sample_grid(fake_imgs), image_dir / f'G_average_{tag}_grid.png')
+    def paths(name: str) -> list[Path]:  # name with '{}' for the tag
+        return [image_dir / name.format(tag) for tag in tags]
+
+    save_png(sample_grid(fake_imgs), *paths('G_average_{}_grid.png'))
     for i, maps in enumerate(att_maps or []):
         lr_img = fake_imgs[i] if len(fake_imgs) > 1 else None
         img = fake_imgs[i + 1] if len(fake_imgs) > 1 else fake_imgs[0]
         save_png(attention_picture(img, captions, ixtoword, maps, lr_images=lr_img),
-                 image_dir / f'G_average_{tag}_{i}.png')
+                 *paths('G_average_{}_%d.png' % i))
     if not att_maps:  # the fork's generators return no maps: words over images only
-        save_png(attention_picture(fake_imgs[-1], captions, ixtoword, None), image_dir / f'G_average_{tag}.png')
+        save_png(attention_picture(fake_imgs[-1], captions, ixtoword, None), *paths('G_average_{}.png'))
     region_features, _ = image_encoder(fake_imgs[-1])
     s = cfg.TRAIN.SMOOTH
     _, _, maps = words_loss(region_features, words_emb, None, cap_lens, None, captions.size(0),
                             gamma1=s.GAMMA1, gamma2=s.GAMMA2, gamma3=s.GAMMA3)
-    save_png(attention_picture(fake_imgs[-1], captions, ixtoword, maps), image_dir / f'D_average_{tag}.png')
+    save_png(attention_picture(fake_imgs[-1], captions, ixtoword, maps), *paths('D_average_{}.png'))
 
 
 def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
@@ -330,7 +334,8 @@ def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
                 if gen_iterations % cfg.TRAIN.SAMPLE_INTERVAL == 0 and main:
                     with dist.local_batchnorm(netG):
                         save_pictures(netG, avg_params, fixed_noise, text_encoder, captions, cap_lens,
-                                      image_encoder, dataset.ixtoword, run.image_dir, f'iter{gen_iterations}', cfg)
+                                      image_encoder, dataset.ixtoword, run.image_dir, [f'iter{gen_iterations}'],
+                                      cfg)
                 why = stop_reason(interrupt.stop_requested, max_steps, gen_iterations)
                 if why:
                     check_finite(losses, gen_iterations)
@@ -350,10 +355,11 @@ def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
             log.info('[%d/%d][%d] Loss_D: %.2f Loss_G: %.2f Time: %.2fs (%.1f images/s)', epoch,
                      cfg.TRAIN.MAX_EPOCH, len(loader), last['errD_total'], last['errG_total'], elapsed,
                      last['images_per_s'])
-            if main:
+            if main:  # overwrites the *_latest_* pictures; keeps a copy at snapshot epochs and the last
+                tags = ['latest'] + ([f'epoch{epoch}'] if keeps_pictures(epoch, cfg) else [])
                 with dist.local_batchnorm(netG):
                     save_pictures(netG, avg_params, fixed_noise, text_encoder, captions, cap_lens, image_encoder,
-                                  dataset.ixtoword, run.image_dir, f'epoch{epoch}', cfg)
+                                  dataset.ixtoword, run.image_dir, tags, cfg)
             if epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0:
                 snapshot(epoch)
             stop = dist.any_rank(interrupt.stop_requested)  # all ranks must agree before the collective

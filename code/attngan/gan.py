@@ -194,6 +194,7 @@ def save_pictures(netG, avg_params, fixed_noise, text_encoder, captions, cap_len
     load_params(netG, avg_params)
     fake_imgs, att_maps, _, _ = netG(fixed_noise, sent_emb, words_emb, mask)
     load_params(netG, backup)
+
     def paths(name: str) -> list[Path]:  # name with '{}' for the tag
         return [image_dir / name.format(tag) for tag in tags]
 

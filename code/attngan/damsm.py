@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .build import build_image_encoder, build_text_encoder, check_text_encoder_config
+from .build import build_image_encoder, build_text_encoder, build_trained_text_encoder
 from .config import Config, resolve_path
 from .data import build_dataloader, build_dataset, prepare_data
 from .engine import distributed as dist
@@ -136,14 +136,14 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
     log.info('DAMSM: %d train images (%d batches of %d per process), %d test batches, vocabulary %d',
              len(dataset), len(loader), batch_size, len(val_loader), dataset.n_words)
 
-    text_encoder = build_text_encoder(cfg, dataset.n_words).to(device)
-    image_encoder = build_image_encoder(cfg).to(device)
     start_epoch, start_step, lr = 0, 0, cfg.TRAIN.ENCODER_LR
-    if cfg.TRAIN.NET_E and resume_state is None:
-        net_e = resolve_path(cfg.TRAIN.NET_E)
+    net_e = resolve_path(cfg.TRAIN.NET_E) if cfg.TRAIN.NET_E and resume_state is None else None
+    if net_e:
         start_epoch = encoder_epoch(net_e) + 1  # the original continues at N+1 with lr reset to ENCODER_LR
-        check_text_encoder_config(cfg, net_e)
-        load_state_dict_file(net_e, text_encoder, 'text encoder')
+    text_encoder = (build_trained_text_encoder(cfg, dataset.n_words, net_e) if net_e
+                    else build_text_encoder(cfg, dataset.n_words)).to(device)
+    image_encoder = build_image_encoder(cfg).to(device)
+    if net_e:
         load_state_dict_file(image_encoder_path(net_e), image_encoder, 'image encoder')
         log.info('loaded %s and its image encoder; continuing at epoch %d', net_e, start_epoch)
     # DDP wrappers (the modules themselves outside torchrun) for the training forward only; the plain modules

@@ -18,12 +18,10 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from .errors import ConfigError
+
 #: Repository root (``code/attngan/config.py`` -> two folders up from ``code/``).
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message names the key and the source."""
 
 
 class Config(dict):

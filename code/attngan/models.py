@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .errors import AttnGANError
 from .GlobalAttention import GlobalAttentionGeneral, conv1x1
 
 logger = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ _TRUNK = ('Conv2d_1a_3x3', 'Conv2d_2a_3x3', 'Conv2d_2b_3x3', 'Conv2d_3b_1x1', 'C
           'Mixed_6e', 'Mixed_7a', 'Mixed_7b', 'Mixed_7c')
 
 
-class InceptionWeightsError(RuntimeError):
+class InceptionWeightsError(AttnGANError, RuntimeError):
     """The ImageNet Inception-v3 weights could not be found or downloaded."""
 
 

@@ -16,15 +16,13 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn as nn
 
+from .errors import CheckpointError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ['CheckpointError', 'CheckpointMismatchError', 'read_state_dict', 'load_state_dict_file']
 
 _SHOW = 5  # how many offending keys each list shows
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file cannot be read as a state_dict."""
 
 
 class CheckpointMismatchError(CheckpointError):

@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_write_bytes
+from ..errors import AttnGANError
 
 __all__ = ['UnsafePickleError', 'SafeUnpickler', 'safe_load', 'safe_loads',
            'atomic_write_bytes', 'atomic_write_text', 'dump_pickle_atomic']
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(AttnGANError, pickle.UnpicklingError):
     """A metadata pickle references something other than plain data, or is corrupt."""
 
 

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import AttnGANError
 from .safe_pickle import dump_pickle_atomic, safe_load
 
 __all__ = ['END_TOKEN', 'DatasetError', 'LayoutError', 'CaptionError', 'ImageError', 'LAYOUT_HELP',
@@ -43,7 +44,7 @@ LAYOUT_HELP = (
     'run `python prepare_data.py check-data --cfg CFG` for a full report')
 
 
-class DatasetError(Exception):
+class DatasetError(AttnGANError):
     """Base class of the data pipeline's input errors."""
 
 

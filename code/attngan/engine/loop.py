@@ -8,10 +8,11 @@ from typing import Iterator, Mapping
 import torch
 
 from ..data import build_dataloader
+from ..errors import TrainingStopped
 from . import distributed as dist
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TrainingStopped):
     """A loss became NaN or Inf; the message names the step and the loss."""
 
 

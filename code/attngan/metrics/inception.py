@@ -30,6 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import MissingFileError
+
 FID_WEIGHTS_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
                    'pt_inception-2015-12-05-6726825d.pth')
 FID_WEIGHTS_FILE = 'pt_inception-2015-12-05-6726825d.pth'
@@ -42,7 +44,7 @@ FEATURE_DIM = 2048
 INPUT_SIZE = 299
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(MissingFileError):
     """A weight file is neither at the given path nor in the torch hub checkpoint cache."""
 
 

@@ -14,26 +14,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / 'code'))
 
-from attngan.config import ConfigError, load_config  # noqa: E402
-
-
-def _config(args):
-    try:
-        return load_config(args.cfg, args.set or ())
-    except ConfigError as e:
-        print(f'error: {e}', file=sys.stderr)
-        raise SystemExit(2)
+from attngan.config import load_config  # noqa: E402
+from attngan.errors import AttnGANError  # noqa: E402
 
 
 def cmd_check(args) -> int:
-    from attngan.data import DatasetError, data_dir_from_cfg
+    from attngan.data import data_dir_from_cfg
     from attngan.data.check import check_data
-    cfg = _config(args)
-    try:
-        data_dir = data_dir_from_cfg(cfg, args.data_dir)
-    except DatasetError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    cfg = load_config(args.cfg, args.set or ())
+    data_dir = data_dir_from_cfg(cfg, args.data_dir)
     rep = check_data(data_dir, cfg.TEXT.CAPTIONS_PER_IMAGE, use_bbox=cfg.DATA.USE_BBOX,
                      decode_images=args.decode_images)
     print(rep.format())
@@ -67,7 +56,7 @@ def cmd_custom(args) -> int:
 
 def cmd_cache(args) -> int:
     from attngan.data import build_dataset
-    cfg = _config(args)
+    cfg = load_config(args.cfg, args.set or ())
     for split in ('train', 'test'):
         kw = {'cache': True}
         if args.cache_dir:
@@ -124,11 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command; an error caused by the input (:class:`attngan.errors.AttnGANError`: a config key, a
+    file, a dataset) is one line on stderr and exit status 2; anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
-    from attngan.data import DatasetError, UnsafePickleError
     try:
         return args.func(args)
-    except (DatasetError, UnsafePickleError, FileExistsError, ValueError) as e:
+    except AttnGANError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
 

@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'code'))
 
 from attngan.data.toy import MARKER, make_toy_dataset, read_marker, toy_params  # noqa: E402
+from attngan.errors import AttnGANError  # noqa: E402
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -55,8 +56,9 @@ def main(argv=None) -> int:
     try:
         params = toy_params(args.seed, args.classes, args.per_class, args.size, args.jitter,
                             args.test_classes, jpeg_quality=args.quality)
-    except ValueError as e:
-        p.error(str(e))
+    except AttnGANError as e:  # a bad value: one line, as every error of the project's commands
+        print(f'error: {e}', file=sys.stderr)
+        return 2
 
     if out.is_dir() and any(out.iterdir()):
         marker = read_marker(out)
@@ -78,10 +80,14 @@ def main(argv=None) -> int:
             return 2
         # same parameters but incomplete (an interrupted run), or --force: regenerate
 
-    summary = make_toy_dataset(out, seed=params['seed'], n_classes=params['n_classes'],
-                               images_per_class=params['images_per_class'], image_size=params['image_size'],
-                               size_jitter=params['size_jitter'], n_test_classes=params['n_test_classes'],
-                               jpeg_quality=params['jpeg_quality'], overwrite=True, verbose=not args.quiet)
+    try:
+        summary = make_toy_dataset(out, seed=params['seed'], n_classes=params['n_classes'],
+                                   images_per_class=params['images_per_class'], image_size=params['image_size'],
+                                   size_jitter=params['size_jitter'], n_test_classes=params['n_test_classes'],
+                                   jpeg_quality=params['jpeg_quality'], overwrite=True, verbose=not args.quiet)
+    except AttnGANError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     mib = _disk_bytes(out) / 2 ** 20
     print(f"wrote {out}: {summary['n_images']} images ({summary['n_train']} train / {summary['n_test']} test), "
           f"{summary['n_classes']} classes, vocabulary {summary['vocab_size']} words, "

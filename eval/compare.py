@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'code'))
 
 import torch  # noqa: E402
 
-from attngan.cli import USER_ERRORS  # noqa: E402
 from attngan.config import ConfigError, load_config  # noqa: E402
+from attngan.errors import AttnGANError, InputError  # noqa: E402
 from attngan.data import build_dataset  # noqa: E402
 from attngan.metrics import fid as F  # noqa: E402
 from attngan.metrics import inception as I  # noqa: E402
@@ -165,7 +165,7 @@ class Scorers:
                     self.classifier = IS.get_classifier(args.is_classifier, args.is_weights)
                 self.lines.append(f'IS: {self.classifier.description}; PIL bilinear resize to 299x299, '
                                   f'[-1, 1]; {args.is_splits} consecutive splits; mean +- std')
-            except (I.WeightsNotFoundError, ValueError) as e:
+            except AttnGANError as e:
                 self._fail('is', e)
         if 'fid' in metrics:
             try:
@@ -176,7 +176,7 @@ class Scorers:
                     net.weights_path = SMOKE
                 self.extractor = F.FeatureExtractor(args.fid_mode, args.fid_weights, net=net, **kw)
                 self.lines.append(f'FID: {self.extractor.describe()}')
-            except (I.WeightsNotFoundError, ValueError) as e:
+            except AttnGANError as e:
                 self._fail('fid', e)
 
     def _fail(self, metric: str, e: Exception) -> None:
@@ -199,13 +199,13 @@ class Scorers:
                 files = [dataset.image_path(k) for k in dataset.filenames]
                 files = [f for f in files if f.is_file()]
                 if not files:
-                    raise ValueError(f'no test-split image of {dataset.data_dir} exists (give --real DIR|NPZ)')
+                    raise InputError(f'no test-split image of {dataset.data_dir} exists (give --real DIR|NPZ)')
                 prep = self._default_prep(dataset)
                 feats = self.extractor.features(files, prep)
                 self.real = F.statistics_from_features(feats, f'{args.fid_mode}+{prep.name}', str(dataset.image_dir))
                 what = f'the {len(files)} test-split images under {dataset.image_dir}; {prep.describe()}'
             self.lines.append(f'FID real set: {what} ({self.real.n if self.real.n is not None else "?"} images)')
-        except (FileNotFoundError, ValueError) as e:
+        except AttnGANError as e:
             self._fail('fid', e)
             self.extractor = None
 
@@ -215,7 +215,7 @@ class Scorers:
             name = 'cub-bbox' if dataset.bbox else 'resize256'
         if name == 'cub-bbox':
             if not dataset.bbox:
-                raise ValueError(f'--real-prep cub-bbox: {dataset.data_dir} has no bounding boxes')
+                raise InputError(f'--real-prep cub-bbox: {dataset.data_dir} has no bounding boxes')
             boxes = {Path(k).name: tuple(v) for k, v in dataset.bbox.items()}
             return F.CubBBoxPrep(boxes, 256, str(dataset.data_dir / 'CUB_200_2011'))
         return F.make_real_prep(name)
@@ -263,25 +263,25 @@ def evaluate(name: str, run: Path, cfg, dataset, epoch: int, args, scorers: Scor
                                              n_folds=args.r_folds, save_dir=None if reuse else folder, **gen_kw)
             row.update(r_precision_mean=rp.mean, r_precision_std=rp.std)
             protocol = rp.describe(with_generator=False)
-        except USER_ERRORS as e:
+        except AttnGANError as e:
             notes.append(f'R-precision not computed: {e}')
             print(f'warning: {name} epoch {epoch}: R-precision not computed: {e}', file=sys.stderr)
     if rp is None and not reuse and (scorers.metrics & {'is', 'fid'}):
         try:
             RG.write_samples(cfg, device, args.n, folder, **gen_kw)
-        except USER_ERRORS as e:
+        except AttnGANError as e:
             row['note'] = f'generation failed: {e}'
             print(f'warning: {name} epoch {epoch}: generation failed: {e}', file=sys.stderr)
             return row, protocol
     if scorers.classifier is not None:
         try:
             row['is_mean'], row['is_std'] = scorers.inception_score(files)
-        except ValueError as e:
+        except AttnGANError as e:
             notes.append(f'IS not computed: {e}')
     if scorers.extractor is not None and scorers.real is not None:
         try:
             row['fid'] = scorers.fid(files, str(folder))
-        except ValueError as e:
+        except AttnGANError as e:
             notes.append(f'FID not computed: {e}')
     row['note'] = '; '.join(notes)
     print(f'{name} epoch {epoch}: IS {_pm(row["is_mean"], row["is_std"])}, FID {_fmt(row["fid"])}, '
@@ -508,7 +508,7 @@ def main(argv=None) -> int:
         try:
             cfg = run_config(run, args, device)
             dataset = build_dataset(cfg, 'test', require_images=False, transform=None, cache=False)
-        except USER_ERRORS as e:
+        except AttnGANError as e:
             print(f'warning: {name}: cannot load the run ({e}); its rows are empty', file=sys.stderr)
             for epoch in epochs:
                 row = {c: math.nan for c in COLUMNS}

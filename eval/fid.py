@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'code'))
 
 from attngan.metrics import fid as F  # noqa: E402
-from attngan.metrics.inception import WeightsNotFoundError  # noqa: E402
+from attngan.errors import AttnGANError, MissingFileError  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     try:
         for path in args.paths:
             if not Path(path).expanduser().exists():
-                raise FileNotFoundError(f'{path}: no such folder or .npz file')
+                raise MissingFileError(f'{path}: no such folder or .npz file')
         extractor = F.FeatureExtractor(args.mode, args.weights, device=args.device,
                                        batch_size=args.batch_size, workers=args.workers,
                                        channels_last=False if args.exact else None)
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
         if len(stats) == 2:
             value = F.frechet_distance(stats[0].mu, stats[0].sigma, stats[1].mu, stats[1].sigma)
             print(f'FID ({args.mode}): {value:.4f}   [{time.time() - t0:.1f} s]')
-    except (WeightsNotFoundError, FileNotFoundError, NotADirectoryError, ValueError) as e:
+    except AttnGANError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     return 0

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import pickle
 import random
 import sys
 import time
@@ -35,22 +34,18 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'code'))
 
+from attngan.data.safe_pickle import safe_load  # noqa: E402
+from attngan.errors import AttnGANError, InputError, MissingFileError  # noqa: E402
 from attngan.metrics.fid import crop_like_training, default_workers, load_cub_bboxes, open_rgb  # noqa: E402
 from attngan.metrics.inception import (INPUT_SIZE, TORCHVISION_WEIGHTS_FILES,  # noqa: E402
                                        TORCHVISION_WEIGHTS_URL, WeightsNotFoundError,
                                        find_weights, save_classifier)
-
-
-class _ListUnpickler(pickle.Unpickler):
-    """Reads pickles of plain lists/strings/numbers only (AttnGAN's filenames.pickle)."""
-
-    def find_class(self, module, name):
-        raise pickle.UnpicklingError(f'refusing to load {module}.{name} from a filename list')
+from attngan.weights import read_torch_file  # noqa: E402
 
 
 def _read_table(path: Path) -> list[list[str]]:
     if not path.is_file():
-        raise FileNotFoundError(f'{path}: missing (expected the CUB-200-2011 layout under --data-dir)')
+        raise MissingFileError(f'{path}: missing (expected the CUB-200-2011 layout under --data-dir)')
     return [line.split() for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -58,9 +53,8 @@ def test50_classes(data_dir: Path) -> set[str]:
     """Class folder names of AttnGAN's test split (``test/filenames.pickle``)."""
     path = data_dir / 'test' / 'filenames.pickle'
     if not path.is_file():
-        raise FileNotFoundError(f'{path}: missing (needed for --classes test50)')
-    with open(path, 'rb') as f:
-        stems = _ListUnpickler(f, encoding='latin1').load()
+        raise MissingFileError(f'{path}: missing (needed for --classes test50)')
+    stems = safe_load(path)
     return {str(s).split('/')[0] for s in stems}
 
 
@@ -74,7 +68,7 @@ def cub_items(data_dir: Path, classes: str):
     chosen = sorted(names.values()) if classes == 'all' else sorted(test50_classes(data_dir))
     unknown = set(chosen) - set(names.values())
     if unknown:
-        raise ValueError(f'classes {sorted(unknown)[:3]} of {classes} are not in {cub}/classes.txt')
+        raise InputError(f'classes {sorted(unknown)[:3]} of {classes} are not in {cub}/classes.txt')
     label_of = {n: k for k, n in enumerate(chosen)}
     train, val, missing = [], [], 0
     for i, rel in images.items():
@@ -130,7 +124,7 @@ def build_model(init: str, weights, num_classes: int) -> nn.Module:
                 f'{e}\nFine-tuning needs these ImageNet weights; without them the classifier '
                 f'is not useful for the Inception Score. (--init random trains from scratch, '
                 f'for tests only.)') from None
-        sd = torch.load(path, map_location='cpu', weights_only=True)
+        sd = read_torch_file(path, 'ImageNet Inception-v3 weights')
         net.load_state_dict({k: v for k, v in sd.items() if not k.startswith('AuxLogits.')})
         print(f'init: ImageNet weights {path}')
     else:
@@ -181,10 +175,10 @@ def main(argv=None) -> int:
         if args.train_on == 'all':
             train, val = train + val, []
         if not train:
-            raise ValueError(f'no training images of the chosen classes under {data_dir}/CUB_200_2011/images')
+            raise InputError(f'no training images of the chosen classes under {data_dir}/CUB_200_2011/images')
         bboxes = None if args.no_bbox else load_cub_bboxes(data_dir / 'CUB_200_2011')
         net = build_model(args.init, args.weights, len(class_names)).to(device)
-    except (FileNotFoundError, ValueError, pickle.UnpicklingError) as e:
+    except AttnGANError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     print(f'CUB classes: {args.classes} ({len(class_names)}); train {len(train)} images, '

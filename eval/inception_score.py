@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'code'))
 
 from attngan.metrics import inception_score as IS  # noqa: E402
 from attngan.metrics.fid import list_images  # noqa: E402
-from attngan.metrics.inception import WeightsNotFoundError  # noqa: E402
+from attngan.errors import AttnGANError  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
                                       device=args.device, workers=args.workers,
                                       progress=not args.no_progress and sys.stderr.isatty())
         mean, std = IS.inception_score_from_logits(logits, args.splits)
-    except (WeightsNotFoundError, FileNotFoundError, NotADirectoryError, ValueError) as e:
+    except AttnGANError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     print(f'Inception Score: {mean:.4f} +- {std:.4f}   [{time.time() - t0:.1f} s]')

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'code'))
 
-from attngan.cli import USER_ERRORS  # noqa: E402
+from attngan.errors import AttnGANError  # noqa: E402
 from attngan.config import load_config  # noqa: E402
 from attngan.engine.run import select_device  # noqa: E402
 from attngan.metrics.r_precision_gen import r_precision_of_generator  # noqa: E402
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         t0 = time.time()
         res = r_precision_of_generator(cfg, device, args.n, batch_size=args.batch_size, seed=args.seed,
                                        net_e=args.net_e, n_candidates=args.candidates, n_folds=args.folds)
-    except USER_ERRORS as e:
+    except AttnGANError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     print(f'R-precision protocol: {res.describe()}')

@@ -22,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'code'))
 
+from attngan.errors import AttnGANError, InputError  # noqa: E402
 from attngan.metrics import toy_follow as TF  # noqa: E402
 
 
@@ -51,10 +52,10 @@ def main(argv=None) -> int:
     cache = False if args.cache == 'none' else args.cache
     try:
         if not TF.find_generated(args.gen_dir):  # before training: fail fast
-            raise ValueError(f'{args.gen_dir}: no <class>/<stem>_s-1[_<r>].png image under it')
+            raise InputError(f'{args.gen_dir}: no <class>/<stem>_s-1[_<r>].png image under it')
         clf = TF.load_or_train(args.data, cache=cache, epochs=args.epochs, seed=args.seed, verbose=not args.quiet)
         report = TF.evaluate_folder(clf, args.gen_dir, args.data, shuffle_seed=args.seed)
-    except (FileNotFoundError, ValueError) as e:
+    except AttnGANError as e:
         print(f'toy_follow: {e}', file=sys.stderr)
         return 1
     report['seconds'] = round(time.perf_counter() - t0, 1)

@@ -1,14 +1,20 @@
-"""Writers of tiny datasets in the AttnGAN layouts, for the data tests (everything generated here).
+"""Writers of tiny datasets in the AttnGAN layouts for the data tests, and readers of the real ones.
 
 ``make_cub(root)``: CUB layout with boxes, 3 classes x 2 images (one grayscale JPEG), train = classes 1-2,
 test = class 3, class_info with numpy.int64 (train) and int (test) like the real files.
 ``make_coco(root)``: COCO layout (images/, no boxes, no class_info), 3 train + 2 test images.
 ``make_coco_json(path, ...)``: an official-format captions JSON.
+``RealBirds.read(root)``: what a real CUB DATA_DIR holds (split lists, labels, boxes, JPEGs present), read
+from its files without attngan.data, for the tests on ../shared/data; ``oracle_captions``: the original's
+caption reading, written out again.
 """
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +135,91 @@ def make_coco_json(path: Path, images: dict[int, list[str]], prefix: str = 'COCO
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
     return path
+
+
+# --------------------------------------------------------------------------------------------- real data
+# What a real dataset folder holds, read straight from its files (not through attngan.data), so that the
+# tests on ../shared/data derive every count, stem and class id from whatever that folder contains.
+
+def read_plain_pickle(path: Path):
+    """A trusted shared metadata pickle, read with the standard unpickler (Python 2 files: latin1)."""
+    with open(path, 'rb') as f:
+        return pickle.load(f, encoding='latin1')
+
+
+def _table(path: Path) -> dict[int, list[str]]:
+    return {int(parts[0]): parts[1:] for parts in (line.split() for line in
+                                                   path.read_text('utf-8').splitlines()) if parts}
+
+
+def jpeg_stems(image_dir: Path) -> set[str]:
+    """Stems (relative path without '.jpg') of every JPEG under ``image_dir``, following symlinks."""
+    out = set()
+    for dirpath, _, files in os.walk(image_dir, followlinks=True):
+        rel = Path(dirpath).relative_to(image_dir)
+        out.update((rel / f[:-4]).as_posix() for f in files if f.endswith('.jpg'))
+    return out
+
+
+def oracle_tokens(line: str) -> list[str]:
+    """The original AttnGAN tokenisation, written out again: '\\ufffd\\ufffd' -> ' ', lower, \\w+, ASCII."""
+    toks = (t.encode('ascii', 'ignore').decode('ascii')
+            for t in re.findall(r'\w+', line.replace('\ufffd\ufffd', ' ').lower()))
+    return [t for t in toks if t]
+
+
+def oracle_captions(path: Path, k: int) -> list[list[str]]:
+    """The first ``k`` captions of a caption file that have a token (the original's reading)."""
+    caps = [t for t in (oracle_tokens(l) for l in path.read_bytes().decode('utf-8').split('\n')) if t]
+    return caps[:k]
+
+
+@dataclass
+class RealBirds:
+    """The facts of a CUB DATA_DIR: split lists, class_info, images.txt, labels, boxes, JPEGs present."""
+    root: Path
+    stems: dict[str, list[str]]          # split -> filenames.pickle
+    class_info: dict[str, list]          # split -> class_info.pickle
+    image_id: dict[str, int]             # stem -> id in images.txt
+    label: dict[str, int]                # stem -> class number (image_class_labels.txt)
+    class_name: dict[int, str]           # class number -> folder name (classes.txt)
+    box: dict[str, list[float]]          # stem -> x y w h (bounding_boxes.txt)
+    jpegs: set[str]                      # stems with a JPEG under CUB_200_2011/images/
+
+    @classmethod
+    def read(cls, root: Path) -> 'RealBirds':
+        root = Path(root)
+        cub = root / 'CUB_200_2011'
+        rel = {i: v[0][:-4] for i, v in _table(cub / 'images.txt').items()}
+        labels = _table(cub / 'image_class_labels.txt')
+        boxes = _table(cub / 'bounding_boxes.txt')
+        stems, info = {}, {}
+        for split in ('train', 'test'):
+            stems[split] = read_plain_pickle(root / split / 'filenames.pickle')
+            info[split] = read_plain_pickle(root / split / 'class_info.pickle')
+        return cls(root, stems, info, {s: i for i, s in rel.items()},
+                   {s: int(labels[i][0]) for i, s in rel.items()},
+                   {int(i): v[0] for i, v in _table(cub / 'classes.txt').items()},
+                   {s: [float(v) for v in boxes[i]] for i, s in rel.items()},
+                   jpeg_stems(cub / 'images'))
+
+    def image_path(self, stem: str) -> Path:
+        return self.root / 'CUB_200_2011' / 'images' / f'{stem}.jpg'
+
+    def present(self, split: str) -> list[str]:
+        """The split's stems whose JPEG exists, in the order of filenames.pickle."""
+        return [s for s in self.stems[split] if s in self.jpegs]
+
+    def missing(self, split: str) -> list[str]:
+        return [s for s in self.stems[split] if s not in self.jpegs]
+
+    def one_per_class(self, split: str, n: int) -> list[str]:
+        """Up to ``n`` present stems of ``split``: the first of each class in turn, then the next ones."""
+        by_class: dict[int, list[str]] = {}
+        for s in self.present(split):
+            by_class.setdefault(self.label[s], []).append(s)
+        out, rank = [], 0
+        while len(out) < n and any(rank < len(v) for v in by_class.values()):
+            out += [v[rank] for _, v in sorted(by_class.items()) if rank < len(v)][:n - len(out)]
+            rank += 1
+        return out

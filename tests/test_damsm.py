@@ -8,6 +8,7 @@ from attngan.build import build_image_encoder, build_text_encoder, build_trained
 from attngan.cli import pretrain_damsm
 from attngan.config import ConfigError, get_default_config, load_config
 from attngan.damsm import encoder_epoch, image_encoder_path, retrieval_accuracy
+from attngan.engine.checkpoint import load_train_state
 from attngan.models import RNN_ENCODER
 from conftest import TINY_DAMSM
 
@@ -56,7 +57,7 @@ def test_resume_mid_epoch_equals_straight_run(straight_run, tiny_toy, tmp_path):
     out = tmp_path / 'run'
     # 36 train images / batch 6 = 6 batches per epoch: stop in the middle of epoch 1
     assert _run(tiny_toy, out, 'TRAIN.MAX_STEPS=9') == 0  # reuses the cache: the same random stream
-    state = torch.load(out / 'Model' / 'train_state.pt', weights_only=False)
+    state = load_train_state(out / 'Model' / 'train_state.pt')
     assert (state['epoch'], state['step']) == (1, 3)
     args_resume = ['TRAIN.RESUME=' + str(out / 'Model' / 'train_state.pt')]
     assert _run(tiny_toy, out, *args_resume) == 0
@@ -181,7 +182,7 @@ def test_one_adam_for_the_run_resumes_at_an_epoch_boundary(tiny_toy, tmp_path):
     assert _run(tiny_toy, tmp_path / 'faithful', 'DAMSM.ADAM_PER_EPOCH=true', 'DAMSM.LR_DECAY=0.9') == 0
     assert _run(tiny_toy, tmp_path / 'split', *keep, 'TRAIN.MAX_EPOCH=1') == 0
     state = tmp_path / 'split' / 'Model' / 'train_state.pt'
-    assert (torch.load(state, weights_only=False)['step']) == 0  # stopped between epochs 0 and 1
+    assert (load_train_state(state)['step']) == 0  # stopped between epochs 0 and 1
     assert _run(tiny_toy, tmp_path / 'split', *keep, f'TRAIN.RESUME={state}') == 0
 
     def weights(run):

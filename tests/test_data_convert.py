@@ -78,9 +78,16 @@ def test_convert_coco_filenames_from(coco_json, tmp_path):
 def test_real_coco_annotation_samples(shared_coco, tmp_path):
     train_json, val_json = coco_annotation_files(shared_coco / 'annotations')
     caps, inferred = read_coco_captions(train_json)
-    n_ann = len(json.loads(train_json.read_text())['annotations'])
-    assert sum(len(c) for c in caps.values()) == n_ann == 100
-    assert all(s.startswith('COCO_train2014_') and len(s) == len('COCO_train2014_') + 12 for s in caps)
+    data = json.loads(train_json.read_text())
+    n_ann = len(data['annotations'])
+    assert sum(len(c) for c in caps.values()) == n_ann > 0
+    # every listed image keeps its file name's stem; an annotation of an unlisted image gets the name of
+    # the files' pattern (<prefix><12-digit id>), the prefix read from a listed file name of that form
+    listed = {int(img['id']): os.path.splitext(img['file_name'])[0] for img in data['images']}
+    prefix = next(stem[:-12] for i, stem in listed.items() if stem.endswith(f'{i:012d}'))
+    unlisted = {int(a['image_id']) for a in data['annotations']} - set(listed)
+    assert set(caps) == set(listed.values()) | {f'{prefix}{i:012d}' for i in unlisted}
+    assert inferred == len(unlisted)
     assert all('\n' not in c for cs in caps.values() for c in cs)
     with pytest.warns(UserWarning):
         s = convert_coco(tmp_path / 'out', train_json, val_json, min_captions=1)
@@ -221,3 +228,84 @@ def test_cli(tmp_path, coco_json, capsys):
     assert (tmp_path / 'coco' / 'train' / 'filenames.pickle').is_file()
     assert prepare_data.main(['coco', '--annotations', str(coco_json), '--out', str(tmp_path / 'coco')]) == 2
     assert 'already exist' in capsys.readouterr().err
+
+
+# ------------------------------------------------- user-caused errors are the project's, bugs keep tracebacks
+
+def _captioned_folder(tmp_path):
+    rows = make_folder(tmp_path / 'imgs')
+    cap = tmp_path / 'c.tsv'
+    cap.write_text(''.join(f'{r}\t{c}\n' for r, c in rows))
+    return tmp_path / 'imgs', cap
+
+
+def _project_error(excinfo, cls, message):
+    """The error is the project's (AttnGANError and ``cls``), one line, exactly ``message``."""
+    from attngan.errors import AttnGANError
+    assert isinstance(excinfo.value, AttnGANError) and isinstance(excinfo.value, cls)
+    assert str(excinfo.value) == message
+
+
+def test_custom_input_errors_are_project_errors(tmp_path):
+    from attngan.errors import InputError
+    imgs, cap = _captioned_folder(tmp_path)
+    nope = tmp_path / 'boxes.txt'
+    with pytest.raises(Exception) as e:
+        convert_custom(imgs, cap, tmp_path / 'o', bboxes=nope)
+    _project_error(e, FileNotFoundError, f'bounding-box file {nope} does not exist')
+    with pytest.raises(Exception) as e:
+        convert_custom(imgs, cap, tmp_path / 'o', classes='none', split_by='class')
+    _project_error(e, InputError, "split_by='class' (--split-by class) needs classes: a class column in the "
+                                  "captions file or images in class sub-folders (--classes column|folders)")
+    latin1 = tmp_path / 'latin1.tsv'
+    latin1.write_bytes('cats/img0.jpg\ta caf\xe9 cat\n'.encode('latin1'))
+    with pytest.raises(Exception) as e:
+        convert_custom(imgs, latin1, tmp_path / 'o')
+    assert isinstance(e.value, CaptionError) and str(e.value).startswith(f'{latin1}: not UTF-8 text (')
+    broken = tmp_path / 'broken.json'
+    broken.write_text('{"cats/img0.jpg": ["a cat"')
+    with pytest.raises(Exception) as e:
+        convert_custom(imgs, broken, tmp_path / 'o')
+    assert isinstance(e.value, LayoutError) and str(e.value).startswith(f'{broken}: not valid JSON (')
+    wrong = tmp_path / 'wrong.json'
+    wrong.write_text(json.dumps({'cats/img0.jpg': 3}))
+    with pytest.raises(Exception) as e:
+        convert_custom(imgs, wrong, tmp_path / 'o')
+    _project_error(e, LayoutError, f'{wrong}: entry 0 (cats/img0.jpg): the captions must be a string or a '
+                                   f'list of strings, got int')
+    assert not (tmp_path / 'o').exists() or not any((tmp_path / 'o').iterdir())
+    out = tmp_path / 'done'
+    convert_custom(imgs, cap, out)
+    with pytest.raises(Exception) as e:
+        convert_custom(imgs, cap, out)
+    assert isinstance(e.value, FileExistsError) and isinstance(e.value, C.OutputExistsError)
+
+
+def test_malformed_coco_json_names_the_entry(tmp_path):
+    path = make_coco_json(tmp_path / 'captions_train2014.json', {9: five(0), 25: five(1)})
+    data = json.loads(path.read_text())
+    del data['images'][1]['file_name']
+    path.write_text(json.dumps(data))
+    with pytest.raises(LayoutError) as e:
+        read_coco_captions(path)
+    assert str(e.value) == (f'{path}: "images" entry 1 is not in the COCO captions format '
+                            f"(KeyError: 'file_name')")
+
+
+def test_prepare_data_cli_one_line_for_input_and_traceback_for_bugs(tmp_path, capsys, monkeypatch):
+    imgs, cap = _captioned_folder(tmp_path)
+    nope = tmp_path / 'boxes.txt'
+    assert prepare_data.main(['custom', '--images', str(imgs), '--captions', str(cap), '--out',
+                              str(tmp_path / 'o'), '--bboxes', str(nope)]) == 2
+    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert err == [f'error: bounding-box file {nope} does not exist']
+    # a bug (here a ValueError that no input caused) is not turned into an input error
+    import attngan.data.check as check
+
+    def bug(*a, **k):
+        raise ValueError('a bug in the library')
+    monkeypatch.setattr(check, 'check_data', bug)
+    cfg = tmp_path / 'cfg.yml'
+    cfg.write_text(f'DATA_DIR: {tmp_path}\n')
+    with pytest.raises(ValueError, match='a bug in the library'):
+        prepare_data.main(['check-data', '--cfg', str(cfg)])

@@ -12,6 +12,7 @@ from attngan.build import build_discriminators, build_generator, build_image_enc
 from attngan.cli import main
 from attngan.config import ConfigError, load_config
 from attngan.engine import distributed as dist
+from attngan.engine.checkpoint import load_train_state
 from attngan.engine.distributed import EpochShardSampler
 from attngan.gan import copy_G_params, train_step
 from attngan.losses import KL_loss, discriminator_loss, generator_loss
@@ -226,7 +227,7 @@ def test_torchrun_damsm_and_gan_checkpoints_move_between_1_and_2_processes(tiny_
     _torchrun('pretrain_DAMSM.py', ['--cfg', 'cfg/DAMSM/toy.yml', '--gpu', '-1', '--data_dir', str(tiny_toy),
                                     '--manualSeed', '1', '--output_dir', str(damsm),
                                     *_sets(TINY_DAMSM + ['TRAIN.MAX_EPOCH=1'])], tmp_path / 'damsm.log')
-    state = torch.load(damsm / 'Model' / 'train_state.pt', weights_only=False)
+    state = load_train_state(damsm / 'Model' / 'train_state.pt')
     assert state['world_size'] == 2 and len(state['rng_ranks']) == 2 and (state['epoch'], state['step']) == (1, 0)
     records = [json.loads(line) for line in (damsm / 'metrics.jsonl').read_text().splitlines()]
     epochs = [r for r in records if r['kind'] == 'damsm_epoch']
@@ -242,7 +243,7 @@ def test_torchrun_damsm_and_gan_checkpoints_move_between_1_and_2_processes(tiny_
                 *_sets(TINY_GAN + ['TRAIN.MAX_EPOCH=1', f'TRAIN.NET_E={damsm / "Model" / "text_encoder0.pth"}'])]
     assert _main_one_thread(gan_args + _sets(['TRAIN.MAX_STEPS=2'])) == 0
     _torchrun('main.py', gan_args + _sets(['TRAIN.MAX_STEPS=4']) + ['--resume', str(ckpt)], tmp_path / 'gan.log')
-    state = torch.load(ckpt, weights_only=False)
+    state = load_train_state(ckpt)
     assert (state['epoch'], state['step'], state['gen_iterations'], state['world_size']) == (0, 3, 4, 2)
     assert len(state['rng_ranks']) == 2
     cfg = load_config(str(REPO_ROOT / 'cfg' / 'toy_attn2.yml'), TINY_GAN)
@@ -255,7 +256,7 @@ def test_torchrun_damsm_and_gan_checkpoints_move_between_1_and_2_processes(tiny_
     assert 'torchrun: 2 processes' in (gan / 'log.txt').read_text()
 
     assert _main_one_thread(gan_args + ['--resume', str(ckpt)]) == 0
-    final = torch.load(ckpt, weights_only=False)
+    final = load_train_state(ckpt)
     assert (final['epoch'], final['step'], final['gen_iterations'], final['world_size']) == (1, 0, 7, 1)
     assert final['rng_ranks'] is None
     assert (gan / 'Model' / 'netG_epoch_1.pth').is_file()

@@ -7,6 +7,7 @@ import torch
 from attngan.build import build_generator
 from attngan.cli import main, pretrain_damsm
 from attngan.config import load_config
+from attngan.engine.checkpoint import load_train_state
 from attngan.engine.loop import keeps_pictures
 from attngan.gan import generator_epoch
 from conftest import TINY_DAMSM, TINY_GAN
@@ -73,7 +74,7 @@ def test_resume_equals_straight_run(gan_run, tiny_toy, encoders, tmp_path):
     out = tmp_path / 'run'
     # 36 images / batch 4 = 9 steps per epoch; stop at step 13 (inside epoch 1), then resume
     assert main(_gan_args(tiny_toy, out, encoders, extra=['TRAIN.MAX_STEPS=13'])) == 0
-    state = torch.load(out / 'Model' / 'train_state.pt', weights_only=False)
+    state = load_train_state(out / 'Model' / 'train_state.pt')
     assert (state['epoch'], state['step'], state['gen_iterations']) == (1, 4, 13)
     resume = _gan_args(tiny_toy, out, encoders) + ['--resume', str(out / 'Model' / 'train_state.pt')]
     assert main(resume) == 0
@@ -105,15 +106,41 @@ def test_sampling_test_split_in_original_layout(gan_run, tiny_toy, encoders):
     assert {f.read_bytes() for f in sorted(single.rglob('*.png'))} == first
 
 
-def test_custom_captions_and_unknown_words(gan_run, tiny_toy, encoders, capsys):
+def test_custom_captions_and_unknown_words(gan_run, tiny_toy, encoders, capsys, caplog):
     net_g = gan_run / 'Model' / 'netG_epoch_2.pth'
     args = _gan_args(tiny_toy, gan_run, encoders, extra=[f'TRAIN.NET_G={net_g}'])
-    assert main(args + ['--caption', 'this bird has a red crown and blue wings']) == 0
-    out = gan_run / 'Model' / 'netG_epoch_2' / 'captions'
-    assert (out / '0_s_0_g0.png').is_file() and (out / '0_s_0_g1.png').is_file()
-    assert (out / '0_s_0_a0.png').is_file()
+    root = gan_run / 'Model' / 'netG_epoch_2' / 'captions'
+    caption = 'this bird has a red crown and blue wings'
+    assert main(args + ['--caption', caption]) == 0
+    first = root / '1'
+    assert (first / '0_s_0_g0.png').is_file() and (first / '0_s_0_g1.png').is_file()
+    assert (first / '0_s_0_a0.png').is_file()
+    assert (first / 'captions.txt').read_text() == f'0: {caption}\n'
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
+    # a second run gets its own folder: the first run's pictures stay as they were
+    caplog.clear()
+    cfg = load_config('cfg/toy_attn2.yml', TINY_GAN)
+    words = cfg.TEXT.WORDS_NUM
+    long_caption = ' '.join(['red'] * (3 * words))
+    exact_caption = ' '.join(['red'] * words)
+    assert main(args + ['--set', 'SAMPLE.NUM_PER_IMAGE=2', '--caption', caption, '--caption', long_caption,
+                        '--caption', exact_caption]) == 0
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == before
+    second = root / '2'
+    names = {p.name for p in second.iterdir()}
+    stages = len([n for n in before if n.startswith('0_s_0_g')])
+    maps = len([n for n in before if n.startswith('0_s_0_a')])
+    expected = {'captions.txt'} | {f'{i}_s_{c}_{kind}{k}.png' for i in range(2) for c in range(3)
+                                   for kind, n in (('g', stages), ('a', maps)) for k in range(n)}
+    assert names == expected  # SAMPLE.NUM_PER_IMAGE images per caption, every stage and attention picture
+    assert f'wrote {len(expected)} files under {second}' in caplog.text  # every file counted
+    assert f'has {3 * words} known words; cut to the first TEXT.WORDS_NUM={words}' in caplog.text
+    from PIL import Image
+    # the long caption's picture is as wide as one of WORDS_NUM words
+    assert Image.open(second / '0_s_1_a0.png').size == Image.open(second / '0_s_2_a0.png').size
     assert main(args + ['--caption', 'zzz qqq']) == 2
     assert "'zzz qqq'" in capsys.readouterr().err
+    assert sorted(p.name for p in root.iterdir()) == ['1', '2']  # a failed run leaves no folder behind
     # example_filenames.txt, as the original's gen_example
     assert main(args + ['--set', 'TRAIN.FLAG=false']) == 0
     assert list((gan_run / 'Model' / 'netG_epoch_2').glob('*/0_s_*_a0.png'))

@@ -299,6 +299,33 @@ def test_bad_arguments_are_named(tmp_path):
     assert (tmp_path / 'b' / 'mine.txt').exists()
 
 
+def test_bad_arguments_are_project_errors(tmp_path):
+    """Everything a user's arguments or folders cause is an AttnGANError (with its builtin base kept)."""
+    from attngan.errors import AttnGANError
+    with pytest.raises(ValueError) as e:
+        make_toy_dataset(tmp_path / 'a', n_classes=1)
+    assert isinstance(e.value, AttnGANError)
+    with pytest.raises(ValueError) as e:
+        design_classes(5, 5, seed=0)
+    assert isinstance(e.value, AttnGANError) and 'n_test_classes=5' in str(e.value)
+    (tmp_path / 'b').mkdir()
+    (tmp_path / 'b' / 'mine.txt').write_text('not a toy dataset')
+    with pytest.raises(FileExistsError) as e:
+        make_toy_dataset(tmp_path / 'b', **SMALL)
+    assert isinstance(e.value, AttnGANError)
+    with pytest.raises(FileNotFoundError) as e:
+        load_attributes(tmp_path / 'b')
+    assert isinstance(e.value, AttnGANError) and str(tmp_path / 'b' / 'attributes.json') in str(e.value)
+
+
+def test_cli_bad_value_is_one_line(tmp_path):
+    r = subprocess.run([sys.executable, str(REPO / 'data' / 'make_toy.py'), '--out', 'toy', '--classes', '2', '-q'],
+                       capture_output=True, text=True, cwd=tmp_path)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0].startswith('error: toy dataset: n_classes=2: need at least 3') and not (tmp_path / 'toy').exists()
+
+
 def _cli():
     spec = importlib.util.spec_from_file_location('make_toy_cli', REPO / 'data' / 'make_toy.py')
     module = importlib.util.module_from_spec(spec)

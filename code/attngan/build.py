@@ -111,9 +111,9 @@ def _dual_attn_variant(cfg: Config) -> Optional[str]:
         return None
     variant = cfg.GAN.DUAL_ATTN_VARIANT
     if variant not in DUAL_ATTN_VARIANTS:
-        raise ValueError(f'GAN.DUAL_ATTN_VARIANT must be one of {DUAL_ATTN_VARIANTS}, got {variant!r}')
+        raise ConfigError(f'GAN.DUAL_ATTN_VARIANT must be one of {DUAL_ATTN_VARIANTS}, got {variant!r}')
     if cfg.GAN.B_DCGAN:
-        raise ValueError('GAN.DUAL_ATTN and GAN.B_DCGAN cannot both be true (the fork silently built G_DCGAN)')
+        raise ConfigError('GAN.DUAL_ATTN and GAN.B_DCGAN cannot both be true (the fork silently built G_DCGAN)')
     return variant
 
 
@@ -124,7 +124,7 @@ def _build_dual_attn_generator(cfg: Config, device: Device, init_weights: bool) 
                 r_num=gan.R_NUM, branch_num=cfg.TREE.BRANCH_NUM, fix_attn_mask=gan.FIX_ATTN_MASK)
     if _dual_attn_variant(cfg) == 'fork':
         if cfg.TREE.BASE_SIZE != 64:
-            raise ValueError(f'TREE.BASE_SIZE must be 64 for the fork DualAttnGAN (grid sizes 64/128 are '
+            raise ConfigError(f'TREE.BASE_SIZE must be 64 for the fork DualAttnGAN (grid sizes 64/128 are '
                              f'built in), got {cfg.TREE.BASE_SIZE}')
         net = DualAttn_G_NET(**args)
     else:
@@ -161,7 +161,7 @@ def build_discriminators(cfg: Config, device: Device = None, init_weights: bool 
     ndf, nef, branch_num = cfg.GAN.DF_DIM, cfg.TEXT.EMBEDDING_DIM, cfg.TREE.BRANCH_NUM
     classes = [D_NET64, D_NET128, D_NET256]
     if branch_num not in (1, 2, 3):
-        raise ValueError(f'TREE.BRANCH_NUM must be 1, 2 or 3 (as the original), got {branch_num}')
+        raise ConfigError(f'TREE.BRANCH_NUM must be 1, 2 or 3 (as the original), got {branch_num}')
     if cfg.GAN.B_DCGAN:
         netsD = [classes[branch_num - 1](ndf, nef, b_jcu=False)]
     else:

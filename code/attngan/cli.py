@@ -1,40 +1,76 @@
-"""Entry points behind ``main.py`` (GAN training / sampling) and ``pretrain_DAMSM.py``."""
+"""Entry points behind ``main.py`` (GAN training / sampling) and ``pretrain_DAMSM.py``.
+
+A mistake in the user's input (any :class:`~attngan.errors.AttnGANError`: config, files, data, weights,
+a diverged loss) ends the program with one ``error:`` line and exit status 2; anything else is a bug and
+keeps its traceback.
+"""
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
-from .config import ConfigError, resolve_path
-from .engine.checkpoint import TRAIN_STATE_NAME, find_latest, load_train_state
-from .engine.loop import NonFiniteLossError
+from .config import Config
 from .engine.logger import setup_logging
-from .engine.run import (build_arg_parser, choose_seed, config_from_args, run_name, seed_everything,
+from .engine.resume import load_resume_state, resume_checkpoint_path, resume_config, saved_config
+from .engine.run import (Run, build_arg_parser, choose_seed, config_from_args, run_name, seed_everything,
                          select_device, start_run)
+from .errors import AttnGANError
 
 log = logging.getLogger('attngan')
 
-
-def _user_errors() -> tuple:
-    """Errors caused by input (config, files, data, weights): one line on stderr, no stack trace."""
-    from .data import DatasetError
-    from .models import InceptionWeightsError
-    return (ConfigError, FileNotFoundError, ValueError, NonFiniteLossError, DatasetError, InceptionWeightsError)
+#: What the entry points (and eval/ scripts) report as one line: the project's own errors only.
+USER_ERRORS = (AttnGANError,)
 
 
-USER_ERRORS = _user_errors()
+def _fail(e: Exception) -> int:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
 
 
-def _load(argv, description: str, default_cfg: str):
-    parser = build_arg_parser(description, default_cfg)
-    args = parser.parse_args(argv)
+def _training_config(args: argparse.Namespace, kind: str) -> tuple[Config, dict | None, object]:
+    """The config of this training start, the checkpoint it resumes (or None) and that run's folder.
+
+    With ``--resume`` (or TRAIN.RESUME) the run's saved config is used; without ``--cfg`` it is the base
+    that ``--set`` applies to, with ``--cfg`` that file must agree with it (see engine/resume.py).
+    """
+    cfg = config_from_args(args)
+    if not cfg.TRAIN.RESUME:
+        return cfg, None, None
+    path = resume_checkpoint_path(cfg.TRAIN.RESUME, cfg.OUTPUT_DIR, run_name(cfg))
+    state = load_resume_state(path, kind)
+    if args.cfg_file is None:  # the run's own config, with this start's --set and flags
+        cfg = config_from_args(args, base=saved_config(state, str(path)))
+    cfg, changes = resume_config(state, cfg, str(path))
+    return cfg, {**state, 'changes': changes, 'path': path}, path.resolve().parent.parent
+
+
+def _train(args: argparse.Namespace, kind: str) -> int:
+    """Start (or resume) a training run of ``kind`` ('gan' or 'damsm') and drive it to its end or stop."""
+    t0 = time.time()
+    cfg, state, root = _training_config(args, kind)
+    seed = state['seed'] if state is not None else args.manualSeed
+    run: Run = start_run(cfg, seed, args.output_dir, root=root)
     try:
-        cfg = config_from_args(args)
-    except ConfigError as e:
-        print(f'error: {e}', file=sys.stderr)
-        raise SystemExit(2)
-    return args, cfg
+        if state is not None:
+            log.info('resuming %s', state['path'])
+            for change in state['changes']:
+                log.info('resume: %s (changed on resume)', change)
+        if kind == 'gan':
+            from .gan import train_gan
+            train_gan(cfg, run, resume_state=state)
+        else:
+            from .damsm import train_damsm
+            train_damsm(cfg, run, resume_state=state)
+    except BaseException:
+        if run.discard_if_unused():
+            print(f'note: removed the run folder {run.root}: this start wrote nothing into it', file=sys.stderr)
+        raise
+    what = 'training' if kind == 'gan' else 'DAMSM'
+    log.info('%s done in %.1f s; checkpoints in %s, pictures in %s', what, time.time() - t0, run.model_dir,
+             run.image_dir)
+    return 0
 
 
 def main(argv=None) -> int:
@@ -48,66 +84,36 @@ def main(argv=None) -> int:
         cfg = config_from_args(args)
         if args.caption:
             cfg.TRAIN.FLAG = False
-        from .gan import train_gan
-        from .sampling import gen_example, gen_from_text, sample_split
-        t0 = time.time()
         if cfg.TRAIN.FLAG:
-            state, root = _resume_state(cfg, 'gan')
-            seed = state['seed'] if state is not None else args.manualSeed
-            run = start_run(cfg, seed, args.output_dir, root=root)
-            train_gan(cfg, run, resume_state=state)
-            log.info('training done in %.1f s; checkpoints in %s, pictures in %s', time.time() - t0,
-                     run.model_dir, run.image_dir)
-            return 0
-        setup_logging()
-        seed_everything(choose_seed(cfg, args.manualSeed))
-        device = select_device(cfg)
-        if args.caption:
-            files = gen_from_text(cfg, device, args.caption)
-            log.info('wrote %d files under %s', len(files), files[0].parent if files else '-')
-        elif cfg.B_VALIDATION:
-            sample_split(cfg, device)
-        else:
-            files = gen_example(cfg, device)
-            log.info('wrote %d files', len(files))
-        log.info('sampling done in %.1f s', time.time() - t0)
-        return 0
-    except USER_ERRORS as e:
+            return _train(args, 'gan')
+        return _sample(cfg, args)
+    except AttnGANError as e:
         return _fail(e)
 
 
-def _resume_state(cfg, kind: str):
-    """The full checkpoint named by TRAIN.RESUME ('' = none, 'latest' = newest run of this config)."""
-    if not cfg.TRAIN.RESUME:
-        return None, None
-    if cfg.TRAIN.RESUME == 'latest':
-        path = find_latest(resolve_path(cfg.OUTPUT_DIR), run_name(cfg))
+def _sample(cfg: Config, args: argparse.Namespace) -> int:
+    from .sampling import gen_example, gen_from_text, sample_split
+    t0 = time.time()
+    setup_logging()
+    seed_everything(choose_seed(cfg, args.manualSeed))
+    device = select_device(cfg)
+    if args.caption:
+        files = gen_from_text(cfg, device, args.caption)
+        log.info('wrote %d files under %s', len(files), files[0].parent if files else '-')
+    elif cfg.B_VALIDATION:
+        sample_split(cfg, device)
     else:
-        path = Path(cfg.TRAIN.RESUME)
-        if path.is_dir():
-            path = path / 'Model' / TRAIN_STATE_NAME if (path / 'Model').is_dir() else path / TRAIN_STATE_NAME
-    state = load_train_state(path)
-    if state.get('kind') != kind:
-        raise ConfigError(f'--resume {path}: this is a {state.get("kind")!r} checkpoint, not a {kind!r} one')
-    return state, path.resolve().parent.parent
-
-
-def _fail(e: Exception) -> int:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+        files = gen_example(cfg, device)
+        log.info('wrote %d files', len(files))
+    log.info('sampling done in %.1f s', time.time() - t0)
+    return 0
 
 
 def pretrain_damsm(argv=None) -> int:
     """``python pretrain_DAMSM.py --cfg cfg/DAMSM/bird.yml``: train the DAMSM text and image encoders."""
-    args, cfg = _load(argv, 'Pretrain the DAMSM text and image encoders', 'cfg/DAMSM/bird.yml')
-    from .damsm import train_damsm
+    parser = build_arg_parser('Pretrain the DAMSM text and image encoders', 'cfg/DAMSM/bird.yml')
+    args = parser.parse_args(argv)
     try:
-        state, root = _resume_state(cfg, 'damsm')
-        seed = state['seed'] if state is not None else args.manualSeed
-        run = start_run(cfg, seed, args.output_dir, root=root)
-        t0 = time.time()
-        train_damsm(cfg, run, resume_state=state)
-    except USER_ERRORS as e:
+        return _train(args, 'damsm')
+    except AttnGANError as e:
         return _fail(e)
-    log.info('DAMSM done in %.1f s; encoders and pictures are in %s', time.time() - t0, run.root)
-    return 0

@@ -8,11 +8,17 @@ attribute access, like the original ``EasyDict``) and is passed explicitly; no m
 Merging is as strict as the original: a key that is not in the defaults is an error naming its dotted
 path and the file; a value of the wrong type is an error naming the expected and the given type
 (an ``int`` where a ``float`` is expected is accepted and converted).
+
+YAML files and ``--set`` values are read with :func:`load_yaml`: PyYAML's safe loader with two changes.
+Floats are also recognised in the YAML 1.2 forms without a dot or without an exponent sign (``2e-4``,
+``5e-3``, ``1e3``, ``1E+3``), which YAML 1.1 reads as strings; and a key given twice in one mapping (at any
+depth) is an error naming the key, the file and both lines, instead of the later value silently winning.
 """
 from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -144,12 +150,95 @@ def get_default_config() -> Config:
             USE_BBOX='auto',  # 'auto' (crop when the dataset has bounding_boxes.txt), True or False
             CACHE=False,  # use the pre-cropped image cache (box crop + first resize done once)
             SKIP_BAD_IMAGES=False,  # skip undecodable images with a warning instead of stopping
+            SKIP_MISSING_IMAGES=False,  # leave out the stems whose image is missing (one warning) instead of stopping
         ),
         SAMPLE=_c(
             NUM_PER_IMAGE=1,  # B_VALIDATION: images per test image (captions cycled); papers use ~30,000 in all
             SEED=100,  # seed of the noise used for sampling (original: manualSeed 100 when TRAIN.FLAG is False)
         ),
     )
+
+
+# ---- YAML reading ---------------------------------------------------------------------------------------
+
+_FLOAT_TAG = 'tag:yaml.org,2002:float'
+_MERGE_TAG = 'tag:yaml.org,2002:merge'
+
+#: YAML 1.1's float forms (PyYAML's resolver) plus YAML 1.2's: an exponent without a dot (``2e-4``) or
+#: without a sign (``1.5e3``), and a sign before ``.5``. A bare word (``e5``, ``1e``) stays a string.
+_FLOAT_RE = re.compile(r'''^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+    |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$''', re.X)
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader with YAML 1.2 floats (see :data:`_FLOAT_RE`); PyYAML's own loaders are unchanged."""
+
+
+# the same resolvers in the same order, the float one replaced (a class attribute of its own, so that
+# yaml.SafeLoader is not modified)
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, _FLOAT_RE if tag == _FLOAT_TAG else regexp) for tag, regexp in resolvers]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def _key_text(node: yaml.Node) -> str:
+    return node.value if isinstance(node, yaml.ScalarNode) else f'<{node.id} key>'
+
+
+def _check_duplicates(node: yaml.Node | None, source: str, prefix: str = '', inline: bool = False) -> None:
+    """Raise :class:`ConfigError` at the first key that appears twice in one mapping of ``node``."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[tuple, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:  # '<<: *anchor' merges are YAML's own overriding mechanism
+                _check_duplicates(value_node, source, prefix, inline)
+                continue
+            ident = (key_node.tag, _key_text(key_node))
+            path = f'{prefix}{_key_text(key_node)}'
+            if ident in seen:
+                a, b = seen[ident].start_mark, key_node.start_mark
+                if inline:
+                    where = f'columns {a.column + 1} and {b.column + 1} of the value'
+                elif a.line == b.line:
+                    where = f'line {a.line + 1}, columns {a.column + 1} and {b.column + 1}'
+                else:
+                    where = f'lines {a.line + 1} and {b.line + 1}'
+                raise ConfigError(f'{source}: duplicate config key {path!r} at {where} '
+                                  f'(a later value would silently replace the earlier one)')
+            seen[ident] = key_node
+            _check_duplicates(value_node, source, path + '.', inline)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicates(item, source, f'{prefix[:-1]}[{i}].' if prefix else f'[{i}].', inline)
+
+
+def load_yaml(text: str, source: str, prefix: str = '', inline: bool = False) -> Any:
+    """Parse ``text`` (a config file's content or a ``--set`` value) with :class:`ConfigLoader`.
+
+    A duplicate key is a :class:`ConfigError` naming ``source``, its dotted path (after ``prefix``) and the
+    lines of both occurrences (``inline``: the columns, for one-line ``--set`` values); invalid YAML is a
+    :class:`ConfigError` too."""
+    loader = ConfigLoader(text)
+    try:
+        node = loader.get_single_node()
+        _check_duplicates(node, source, prefix, inline)
+        return loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as e:
+        what = 'value is not valid YAML' if inline else 'not valid YAML'
+        mark = getattr(e, 'problem_mark', None)
+        if mark is not None:
+            at = f'column {mark.column + 1}' if inline else f'line {mark.line + 1}, column {mark.column + 1}'
+            words = ', '.join(p for p in (getattr(e, 'context', None), getattr(e, 'problem', None)) if p)
+            detail = f'{words} (at {at})'
+        else:
+            detail = ' '.join(str(e).split())
+        raise ConfigError(f'{source}: {what}: {detail}') from None
+    finally:
+        loader.dispose()
 
 
 def _type_name(value: Any) -> str:
@@ -169,6 +258,9 @@ def _coerce(key_path: str, default: Any, value: Any, source: str) -> Any:
     elif isinstance(default, str):
         # 'auto'-style keys also take booleans (DATA.USE_BBOX)
         ok = isinstance(value, str) or (key_path == 'DATA.USE_BBOX' and isinstance(value, bool))
+        if ok and key_path == 'DATA.USE_BBOX' and isinstance(value, str) and value.lower() != 'auto':
+            raise ConfigError(f"{source}: config key DATA.USE_BBOX must be 'auto', True or False, "
+                              f"got {value!r}")
     elif isinstance(default, list):
         ok = isinstance(value, list)
     else:
@@ -204,12 +296,10 @@ def apply_override(cfg: Config, assignment: str) -> None:
     if '=' not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. TRAIN.BATCH_SIZE=8")
     key, raw = assignment.split('=', 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ''
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--set {assignment!r}: value is not valid YAML: {e}") from None
+    key = key.strip()
+    value = load_yaml(raw, f'--set {assignment}', prefix=key + '.', inline=True) if raw.strip() else ''
     nested: Any = value
-    for part in reversed(key.strip().split('.')):
+    for part in reversed(key.split('.')):
         nested = {part: nested}
     merge(cfg, nested, source=f"--set {assignment}")
 
@@ -222,10 +312,12 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            with open(path, 'r', encoding='utf-8') as f:
-                data = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+            text = path.read_text(encoding='utf-8')
+        except UnicodeDecodeError as e:
+            raise ConfigError(f'{path}: not UTF-8 text ({e})') from None
+        except OSError as e:
+            raise ConfigError(f'{path}: cannot read the config file ({e.strerror or e})') from None
+        data = load_yaml(text, str(path))
         merge(cfg, data or {}, source=str(path))
     for assignment in overrides:
         apply_override(cfg, assignment)

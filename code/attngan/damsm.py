@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from .build import build_image_encoder, build_text_encoder, build_trained_text_encoder
-from .config import Config, resolve_path
+from .config import Config, ConfigError, resolve_path
 from .data import build_dataloader, build_dataset, prepare_data
 from .engine import distributed as dist
 from .engine.checkpoint import TRAIN_STATE_NAME, atomic_save, rng_state, save_train_state
@@ -37,7 +37,7 @@ def encoder_epoch(path: str) -> int:
     """``.../text_encoder200.pth`` -> 200 (the original's resume rule)."""
     m = re.search(r'text_encoder(\d+)\.pth$', str(path))
     if not m:
-        raise ValueError(f'TRAIN.NET_E={path!r}: expected a file named text_encoder<epoch>.pth')
+        raise ConfigError(f'TRAIN.NET_E={path!r}: expected a file named text_encoder<epoch>.pth')
     return int(m.group(1))
 
 
@@ -157,19 +157,26 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
         text_encoder.load_state_dict(resume_state['text_encoder'])
         image_encoder.load_state_dict(resume_state['image_encoder'])
         start_epoch, lr = resume_state['epoch'], resume_state['lr']
+        old_lr = resume_state['config']['TRAIN']['ENCODER_LR']
+        if old_lr != cfg.TRAIN.ENCODER_LR:  # a resume that changes ENCODER_LR rescales the decayed lr
+            lr *= cfg.TRAIN.ENCODER_LR / old_lr
         start_step = dist.rescale_step(resume_state['step'], resume_state.get('world_size', 1))
         optimizer_state = (resume_state['optimizer'] if start_step > 0 or not cfg.DAMSM.ADAM_PER_EPOCH
                            else None)
         sums = resume_state.get('sums', {})
         log.info('resuming at epoch %d, batch %d (lr %.6g)', start_epoch, start_step, lr)
+        if start_epoch >= cfg.TRAIN.MAX_EPOCH:
+            log.info('the run is complete (TRAIN.MAX_EPOCH=%d); raise TRAIN.MAX_EPOCH to train on',
+                     cfg.TRAIN.MAX_EPOCH)
 
     labels = torch.arange(batch_size, device=device)
     main = dist.is_main()  # only rank 0 validates and writes metrics, pictures and checkpoints
-    metrics = (MetricsWriter(run.metrics_path, run.root / 'tensorboard' if cfg.TRAIN.TENSORBOARD else None)
-               if main else dist.NullMetricsWriter())
     interval = cfg.TRAIN.DAMSM_UPDATE_INTERVAL
     max_steps = cfg.TRAIN.MAX_STEPS
     global_step = start_epoch * len(loader) + start_step
+    metrics = (MetricsWriter(run.metrics_path, run.root / 'tensorboard' if cfg.TRAIN.TENSORBOARD else None,
+                             resume_step=global_step if resume_state is not None else None)
+               if main else dist.NullMetricsWriter())
     last = {}
 
     def checkpoint(epoch: int, step: int, optimizer) -> None:
@@ -180,10 +187,12 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
         if not main:
             return
         save_train_state(run.model_dir / TRAIN_STATE_NAME, kind='damsm', epoch=epoch, step=step, lr=lr,
+                         global_step=global_step,
                          text_encoder=text_encoder.state_dict(), image_encoder=image_encoder.state_dict(),
                          optimizer=optimizer.state_dict(), sums=mean_sums, seed=run.seed, n_words=dataset.n_words,
                          config=cfg.to_dict(), rng=rng_state(), rng_ranks=rng_ranks, world_size=dist.world_size())
 
+    run.write_config()  # everything is built: this start will train
     with GracefulInterrupt() as interrupt:
         for epoch in range(start_epoch, cfg.TRAIN.MAX_EPOCH):
             if cfg.DAMSM.ADAM_PER_EPOCH or epoch == start_epoch:
@@ -208,6 +217,7 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
             bar = tqdm(batches, total=len(loader), initial=skip, desc=f'DAMSM epoch {epoch}',
                        leave=False, dynamic_ncols=True, disable=None if main else True)
             step = skip
+            why = None
             for batch in bar:
                 imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, device)
                 text_encoder.zero_grad()
@@ -235,12 +245,14 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
                                  run.image_dir / f'attention_maps_latest_s{step - 1}.png', *kept)
                 why = stop_reason(interrupt.stop_requested, max_steps, global_step)
                 if why:
-                    checkpoint(epoch, step, optimizer)
-                    bar.close()
-                    log.info('%s at epoch %d, batch %d: checkpoint written to %s', why, epoch, step,
-                             run.model_dir / TRAIN_STATE_NAME)
-                    metrics.close()
-                    return last
+                    if step < len(loader):
+                        checkpoint(epoch, step, optimizer)
+                        bar.close()
+                        log.info('%s at epoch %d, batch %d: checkpoint written to %s', why, epoch, step,
+                                 run.model_dir / TRAIN_STATE_NAME)
+                        metrics.close()
+                        return last
+                    break  # a stop in the epoch's last step: the epoch's end is done first, then the checkpoint
             bar.close()
             n_steps = max(step, 1)
             train_means = {f'train_{k}': v / n_steps for k, v in dist.mean_over_ranks(sums).items()}
@@ -250,7 +262,7 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
             val = evaluate(image_encoder, text_encoder, val_loader, cfg, device, dataset.ixtoword,
                            picture_paths=pictures) if main else {}
             elapsed = time.time() - t0
-            last = {'kind': 'damsm_epoch', 'epoch': epoch, 'lr': lr, 'time_s': elapsed,
+            last = {'kind': 'damsm_epoch', 'epoch': epoch, 'step': global_step, 'lr': lr, 'time_s': elapsed,
                     'images_per_s': len(loader) * batch_size * dist.world_size() / max(elapsed, 1e-9),
                     **train_means, **val}
             metrics.write(last, step=global_step)
@@ -268,10 +280,11 @@ def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict
                 atomic_save(text_encoder.state_dict(), run.model_dir / f'text_encoder{epoch}.pth')
                 log.info('saved text_encoder%d.pth and image_encoder%d.pth in %s', epoch, epoch, run.model_dir)
             sums = {}
-            stop = dist.any_rank(interrupt.stop_requested)  # all ranks must agree: checkpoint is a collective
+            stop = dist.any_rank(interrupt.stop_requested) or why is not None  # all ranks agree: a collective
             checkpoint(epoch + 1, 0, optimizer)
             if stop:
-                log.info('interrupted after epoch %d: checkpoint written', epoch)
+                log.info('%s after epoch %d: checkpoint written to %s', why or 'interrupted', epoch,
+                         run.model_dir / TRAIN_STATE_NAME)
                 break
     metrics.close()
     return last

@@ -51,6 +51,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as _torch_spectral_norm
 from torch.utils.checkpoint import checkpoint
 
+from .errors import ConfigError
 from .GlobalAttention import GlobalAttentionGeneral, conv1x1
 from .models import CA_NET, GET_IMAGE_G, GLU, ResBlock, conv3x3, upBlock
 
@@ -69,12 +70,12 @@ __all__ = [
 
 def _check_branch_num(branch_num: int) -> None:
     if branch_num not in (1, 2, 3):
-        raise ValueError(f'TREE.BRANCH_NUM must be 1, 2 or 3 (as the original), got {branch_num}')
+        raise ConfigError(f'TREE.BRANCH_NUM must be 1, 2 or 3 (as the original), got {branch_num}')
 
 
 def _check_grid(module: str, x: torch.Tensor, size: int) -> None:
     if x.dim() != 4 or x.shape[-2:] != (size, size):
-        raise ValueError(f'{module} was built for {size}x{size} maps (the fork has the grid size built in; '
+        raise ConfigError(f'{module} was built for {size}x{size} maps (the fork has the grid size built in; '
                          f'TREE.BASE_SIZE must be 64), got input of shape {tuple(x.shape)}')
 
 
@@ -91,7 +92,7 @@ class ChannelAttentionModule(nn.Module):
     def __init__(self, input_size: int, input_channels: int):
         super().__init__()
         if input_channels % 8 or input_size % 8:
-            raise ValueError(f'ChannelAttentionModule: the fork needs channels (GAN.GF_DIM) and grid size '
+            raise ConfigError(f'ChannelAttentionModule: the fork needs channels (GAN.GF_DIM) and grid size '
                              f'divisible by 8, got {input_channels} channels, {input_size} px')
         self.input_size = input_size
         self.input_channels = input_channels
@@ -241,7 +242,7 @@ class DualAttn_G_NET(nn.Module):
         super().__init__()
         _check_branch_num(branch_num)
         if ngf % 8:
-            raise ValueError(f'GAN.GF_DIM must be a multiple of 8 for the fork DualAttnGAN, got {ngf}')
+            raise ConfigError(f'GAN.GF_DIM must be a multiple of 8 for the fork DualAttnGAN, got {ngf}')
         self.branch_num = branch_num
         self.hidden_state_result_channels = ngf
         self.word_features_size = nef
@@ -287,7 +288,7 @@ class PaperChannelAttention(nn.Module):
     def __init__(self, channels: int, reduction: int = 8):
         super().__init__()
         if reduction < 1:
-            raise ValueError(f'GAN.PAPER_CAM_REDUCTION must be >= 1, got {reduction}')
+            raise ConfigError(f'GAN.PAPER_CAM_REDUCTION must be >= 1, got {reduction}')
         hidden = max(1, channels // reduction)
         self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels))
 
@@ -329,7 +330,7 @@ class PaperSpatialAttention(nn.Module):
     def __init__(self, channels: int, pool: int = 1):
         super().__init__()
         if pool < 1:
-            raise ValueError(f'GAN.PAPER_SAM_POOL must be >= 1, got {pool}')
+            raise ConfigError(f'GAN.PAPER_SAM_POOL must be >= 1, got {pool}')
         self.pool = pool
         qk = max(1, channels // 8)
         self.query = conv1x1(channels, qk, bias=True)
@@ -343,7 +344,7 @@ class PaperSpatialAttention(nn.Module):
         k, v = self.key(x), self.value(x)
         if self.pool > 1:
             if h % self.pool or w % self.pool:
-                raise ValueError(f'GAN.PAPER_SAM_POOL={self.pool} does not divide the {h}x{w} grid')
+                raise ConfigError(f'GAN.PAPER_SAM_POOL={self.pool} does not divide the {h}x{w} grid')
             k, v = F.max_pool2d(k, self.pool), F.max_pool2d(v, self.pool)
         q = self.query(x).flatten(2).transpose(1, 2)  # B x N x d
         o = sagan_attention(q, k.flatten(2).transpose(1, 2), v.flatten(2).transpose(1, 2), materialise)
@@ -421,7 +422,7 @@ class InvertedResidual(nn.Module):
     def __init__(self, channels: int, expansion: int = 6, checkpoint: bool = False):
         super().__init__()
         if expansion < 1:
-            raise ValueError(f'GAN.PAPER_IR_EXPANSION must be >= 1, got {expansion}')
+            raise ConfigError(f'GAN.PAPER_IR_EXPANSION must be >= 1, got {expansion}')
         hidden = channels * expansion
         layers: List[nn.Module] = []
         if expansion != 1:
@@ -459,7 +460,7 @@ class PaperDualAttn_INIT_STAGE_G(nn.Module):
     def __init__(self, ngf: int, ncf: int, z_dim: int, init_relu: str = 'both'):
         super().__init__()
         if init_relu not in INIT_RELU_CHOICES:
-            raise ValueError(f'GAN.PAPER_INIT_RELU must be one of {INIT_RELU_CHOICES}, got {init_relu!r}')
+            raise ConfigError(f'GAN.PAPER_INIT_RELU must be one of {INIT_RELU_CHOICES}, got {init_relu!r}')
         self.gf_dim = ngf
         self.in_dim = z_dim + ncf
         relu_fc = init_relu in ('fc', 'both')
@@ -517,7 +518,7 @@ class PaperDualAttn_G_NET(nn.Module):
         super().__init__()
         _check_branch_num(branch_num)
         if ngf < 1:
-            raise ValueError(f'GAN.GF_DIM must be a positive integer, got {ngf}')
+            raise ConfigError(f'GAN.GF_DIM must be a positive integer, got {ngf}')
         self.branch_num = branch_num
         self.ca_net = CA_NET(nef, ncf)
         self.h_net1 = PaperDualAttn_INIT_STAGE_G(ngf * 16, ncf, z_dim, init_relu)

@@ -161,7 +161,7 @@ def generator_epoch(path: str | Path) -> int:
     """``.../netG_epoch_120.pth`` -> 120 (the original's resume rule: continue at N + 1)."""
     m = re.search(r'_(\d+)\.pth$', str(path))
     if not m:
-        raise ValueError(f'TRAIN.NET_G={path!r}: expected a file named netG_epoch_<epoch>.pth')
+        raise ConfigError(f'TRAIN.NET_G={path!r}: expected a file named netG_epoch_<epoch>.pth')
     return int(m.group(1))
 
 
@@ -261,14 +261,22 @@ def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
         optimizerG.load_state_dict(resume_state['optimizerG'])
         for o, sd in zip(optimizersD, resume_state['optimizersD']):
             o.load_state_dict(sd)
+        # the learning rates are the config's (a resume may change them), not the optimizers' saved ones
+        for opt, lr in [(optimizerG, cfg.TRAIN.GENERATOR_LR)] + [(o, cfg.TRAIN.DISCRIMINATOR_LR) for o in optimizersD]:
+            for group in opt.param_groups:
+                group['lr'] = lr
         fixed_noise = resume_state['fixed_noise'].to(device)
         start_epoch = resume_state['epoch']
         start_step = dist.rescale_step(resume_state['step'], resume_state.get('world_size', 1))
         gen_iterations = resume_state['gen_iterations']
         log.info('resuming at epoch %d, batch %d (iteration %d)', start_epoch, start_step, gen_iterations)
+        if start_epoch >= cfg.TRAIN.MAX_EPOCH:
+            log.info('the run is complete (TRAIN.MAX_EPOCH=%d); raise TRAIN.MAX_EPOCH to train on',
+                     cfg.TRAIN.MAX_EPOCH)
 
     main = dist.is_main()  # only rank 0 writes metrics, pictures and checkpoints
-    metrics = (MetricsWriter(run.metrics_path, run.root / 'tensorboard' if cfg.TRAIN.TENSORBOARD else None)
+    metrics = (MetricsWriter(run.metrics_path, run.root / 'tensorboard' if cfg.TRAIN.TENSORBOARD else None,
+                             resume_step=gen_iterations if resume_state is not None else None)
                if main else dist.NullMetricsWriter())
     max_steps = cfg.TRAIN.MAX_STEPS
     last: dict = {}
@@ -301,6 +309,7 @@ def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
     netG.train()
     for d in netsD:
         d.train()
+    run.write_config()  # everything is built: this start will train
     with GracefulInterrupt() as interrupt:
         for epoch in range(start_epoch, cfg.TRAIN.MAX_EPOCH):
             skip = start_step if epoch == start_epoch else 0
@@ -312,6 +321,8 @@ def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
             bar = tqdm(batches, total=len(loader), initial=skip, desc=f'GAN epoch {epoch}', leave=False,
                        dynamic_ncols=True, disable=None if main else True)
             step = skip
+            why = None
+            losses = None  # stays None only for a checkpoint of an older version taken after the last batch
             for batch in bar:
                 imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, device)
                 out = train_step(text_encoder, image_encoder, ddpG, ddpsD, optimizerG, optimizersD, avg_params,
@@ -340,36 +351,45 @@ def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
                 why = stop_reason(interrupt.stop_requested, max_steps, gen_iterations)
                 if why:
                     check_finite(losses, gen_iterations)
-                    checkpoint(epoch, step)
-                    bar.close()
-                    log.info('%s at epoch %d, batch %d: checkpoint written to %s', why, epoch, step,
-                             run.model_dir / TRAIN_STATE_NAME)
-                    metrics.close()
-                    return last
+                    if step < len(loader):
+                        checkpoint(epoch, step)
+                        bar.close()
+                        log.info('%s at epoch %d, batch %d: checkpoint written to %s', why, epoch, step,
+                                 run.model_dir / TRAIN_STATE_NAME)
+                        metrics.close()
+                        return last
+                    break  # a stop in the epoch's last step: the epoch's end is done first, then the checkpoint
             bar.close()
             elapsed = time.time() - t0
             n_done = len(loader) - skip
             last = {'kind': 'gan_epoch', 'epoch': epoch, 'iteration': gen_iterations, 'time_s': elapsed,
                     'images_per_s': n_done * batch_size * dist.world_size() / max(elapsed, 1e-9),
-                    **dist.mean_over_ranks(losses)}
+                    **(dist.mean_over_ranks(losses) if losses is not None else {})}
             metrics.write(last, step=gen_iterations)
-            log.info('[%d/%d][%d] Loss_D: %.2f Loss_G: %.2f Time: %.2fs (%.1f images/s)', epoch,
-                     cfg.TRAIN.MAX_EPOCH, len(loader), last['errD_total'], last['errG_total'], elapsed,
-                     last['images_per_s'])
-            if main:  # overwrites the *_latest_* pictures; keeps a copy at snapshot epochs and the last
+            if losses is not None:
+                log.info('[%d/%d][%d] Loss_D: %.2f Loss_G: %.2f Time: %.2fs (%.1f images/s)', epoch,
+                         cfg.TRAIN.MAX_EPOCH, len(loader), last['errD_total'], last['errG_total'], elapsed,
+                         last['images_per_s'])
+            if main and losses is not None:  # overwrites the *_latest_* pictures; keeps a copy at snapshot epochs
                 tags = ['latest'] + ([f'epoch{epoch}'] if keeps_pictures(epoch, cfg) else [])
                 with dist.local_batchnorm(netG):
                     save_pictures(netG, avg_params, fixed_noise, text_encoder, captions, cap_lens, image_encoder,
                                   dataset.ixtoword, run.image_dir, tags, cfg)
+            elif main:
+                log.warning('epoch %d: no batch of it ran in this start (an older checkpoint taken after its last '
+                            'batch): its end-of-epoch pictures are not drawn', epoch)
             if epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0:
                 snapshot(epoch)
-            stop = dist.any_rank(interrupt.stop_requested)  # all ranks must agree before the collective
+            stop = dist.any_rank(interrupt.stop_requested) or (why is not None and epoch + 1 < cfg.TRAIN.MAX_EPOCH)
             if (epoch + 1) % cfg.TRAIN.CHECKPOINT_INTERVAL == 0 or stop:
                 checkpoint(epoch + 1, 0)
             if stop:
-                log.info('interrupted after epoch %d: checkpoint written', epoch)
+                log.info('%s after epoch %d: checkpoint written to %s', why or 'interrupted', epoch,
+                         run.model_dir / TRAIN_STATE_NAME)
                 metrics.close()
                 return last
+    if resume_state is not None:  # resumed after the run's end: no epoch ran, the checkpoint keeps its RNG
+        dist.restore_rng(resume_state)
     snapshot(cfg.TRAIN.MAX_EPOCH)  # the original's final save is named after MAX_EPOCH
     checkpoint(cfg.TRAIN.MAX_EPOCH, 0)
     metrics.close()

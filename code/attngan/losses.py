@@ -134,9 +134,17 @@ def words_loss(img_features: torch.Tensor, words_emb: torch.Tensor, labels: Opti
 # ------------------------------------------------------------------ GAN
 def _bce(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """binary_cross_entropy in float32 with autocast off (CUDA autocast refuses it; the fast path's
-    bf16 probabilities would lose the loss near 1). Identical to F.binary_cross_entropy on fp32 inputs."""
+    bf16 probabilities would lose the loss near 1). Identical to F.binary_cross_entropy on fp32 inputs.
+
+    A NaN probability (a diverged D) would trip binary_cross_entropy's range check: a RuntimeError on the
+    CPU, a device-side assert that ends the process on CUDA. So NaNs are kept out of the kernel and put back
+    into the loss value (``+ 0 * sum``: exactly 0 and a zero gradient for finite inputs, NaN otherwise),
+    where the trainer's NaN guard names the loss and the step. No host sync.
+    """
     with torch.autocast(probs.device.type, enabled=False):
-        return F.binary_cross_entropy(probs.float(), targets.float())
+        probs = probs.float()
+        safe = torch.where(torch.isnan(probs), torch.zeros((), device=probs.device), probs)
+        return F.binary_cross_entropy(safe, targets.float()) + 0.0 * probs.sum()
 
 
 def discriminator_loss(netD, real_imgs: torch.Tensor, fake_imgs: torch.Tensor, conditions: torch.Tensor,

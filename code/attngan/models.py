@@ -17,7 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .errors import AttnGANError
+from .errors import AttnGANError, ConfigError
+from .weights import read_torch_file
 from .GlobalAttention import GlobalAttentionGeneral, conv1x1
 
 logger = logging.getLogger(__name__)
@@ -119,9 +120,9 @@ class RNN_ENCODER(nn.Module):
                  sent_pool: str = 'last'):
         super().__init__()
         if rnn_type not in ('LSTM', 'GRU'):
-            raise ValueError(f"RNN_TYPE must be 'LSTM' or 'GRU', got {rnn_type!r}")
+            raise ConfigError(f"RNN_TYPE must be 'LSTM' or 'GRU', got {rnn_type!r}")
         if sent_pool not in self.SENT_POOLS:
-            raise ValueError(f"sent_pool must be one of {self.SENT_POOLS}, got {sent_pool!r}")
+            raise ConfigError(f"sent_pool must be one of {self.SENT_POOLS}, got {sent_pool!r}")
         self.sent_pool = sent_pool
         self.n_steps = n_steps
         self.ntoken = ntoken
@@ -212,7 +213,7 @@ def load_imagenet_inception_state() -> dict:
                 f'{os.path.dirname(path)}/ (the torch hub cache, ~/.cache/torch/hub/checkpoints/ by '
                 f'default), or set the config key DAMSM.INCEPTION_WEIGHTS to the path of that file '
                 f"(or to 'random' for tests and toy runs).") from e
-    return torch.load(path, map_location='cpu', weights_only=True)
+    return read_torch_file(path, 'ImageNet Inception-v3 weights')
 
 
 class CNN_ENCODER(nn.Module):
@@ -234,7 +235,7 @@ class CNN_ENCODER(nn.Module):
                  train_trunk: bool = False, trunk_bn_eval: bool = False, image_size: int = 299):
         super().__init__()
         if image_size < 75:
-            raise ValueError(f'CNN_ENCODER: image_size must be at least 75 (Inception-v3), got {image_size}')
+            raise ConfigError(f'CNN_ENCODER: image_size must be at least 75 (Inception-v3), got {image_size}')
         from torchvision.models.inception import (BasicConv2d, InceptionA, InceptionB, InceptionC,
                                                   InceptionD, InceptionE)
         self.nef = nef
@@ -287,10 +288,12 @@ class CNN_ENCODER(nn.Module):
                 raise InceptionWeightsError(
                     f"DAMSM.INCEPTION_WEIGHTS: file not found: {path} (expected 'imagenet', 'random' "
                     f'or the path of an Inception-v3 state_dict such as {INCEPTION_FILE})')
-            state, source = torch.load(path, map_location='cpu', weights_only=True), path
+            state, source = read_torch_file(path, 'DAMSM.INCEPTION_WEIGHTS'), path
         prefixes = tuple(n + '.' for n in _TRUNK)
         trunk_keys = [k for k in self.state_dict() if k.startswith(prefixes)]
         state = {k: v for k, v in state.items() if k.startswith(prefixes)}
+        if not isinstance(state, dict):
+            raise InceptionWeightsError(f'{source}: not an Inception-v3 state_dict but {type(state).__name__}')
         missing = [k for k in trunk_keys if k not in state and not k.endswith('num_batches_tracked')]
         if missing:
             raise InceptionWeightsError(f'{source}: not an Inception-v3 state_dict; '
@@ -363,7 +366,7 @@ class SmallCNNEncoder(nn.Module):
     def __init__(self, nef: int, image_size: int = 64, width: int = 32):
         super().__init__()
         if image_size < 16:
-            raise ValueError(f'SmallCNNEncoder: image_size must be at least 16, got {image_size}')
+            raise ConfigError(f'SmallCNNEncoder: image_size must be at least 16, got {image_size}')
         self.nef = nef
         self.image_size = image_size
 
@@ -490,7 +493,7 @@ class GET_IMAGE_G(nn.Module):
 
 def _check_branch_num(branch_num: int) -> None:
     if branch_num not in (1, 2, 3):
-        raise ValueError(f'TREE.BRANCH_NUM must be 1, 2 or 3 (as the original), got {branch_num}')
+        raise ConfigError(f'TREE.BRANCH_NUM must be 1, 2 or 3 (as the original), got {branch_num}')
 
 
 class G_NET(nn.Module):

@@ -100,7 +100,12 @@ def sample_split(cfg: Config, device: torch.device, split: str = 'test') -> Path
 @torch.no_grad()
 def generate_captions(cfg: Config, device: torch.device, data_dic: dict, ixtoword, n_words: int,
                       out_root: Path) -> list[Path]:
-    """Images at every stage and attention pictures for each caption set ``{name: [ids, lens, order]}``."""
+    """Images at every stage and attention pictures for each caption set ``{name: [ids, lens, order]}``.
+
+    SAMPLE.NUM_PER_IMAGE images per caption, each from its own noise: ``<i>_s_<caption>_g<stage>.png`` and
+    ``<i>_s_<caption>_a<stage>.png`` for repetition i (the original's names; it made one, i = 0).
+    Returns every file written.
+    """
     text_encoder, netG = load_sampling_nets(cfg, n_words, device)
     torch.manual_seed(cfg.SAMPLE.SEED)
     written = []
@@ -110,32 +115,61 @@ def generate_captions(cfg: Config, device: torch.device, data_dic: dict, ixtowor
         captions = torch.as_tensor(cap_array, device=device)
         lens = torch.as_tensor(np.ascontiguousarray(cap_lens), device=device)
         words_emb, sent_emb, mask = encode_text(text_encoder, captions, lens)
-        noise = torch.randn(captions.size(0), cfg.GAN.Z_DIM, device=device)
-        fake_imgs, att_maps, _, _ = netG(noise, sent_emb, words_emb, mask)
-        for j in range(captions.size(0)):
-            name = save_dir / f'0_s_{int(sorted_indices[j])}'
-            for k, imgs in enumerate(fake_imgs):
-                save_uint8(imgs[j], Path(f'{name}_g{k}.png'))
-                written.append(Path(f'{name}_g{k}.png'))
-            for k, maps in enumerate(att_maps or []):
-                img = fake_imgs[k + 1] if len(fake_imgs) > 1 else fake_imgs[0]
-                save_png(attention_picture(img[j:j + 1], captions[j:j + 1], ixtoword, maps[j:j + 1]),
-                         f'{name}_a{k}.png')
-        log.info('%s: %d captions -> %s', key, captions.size(0), save_dir)
+        for i in range(cfg.SAMPLE.NUM_PER_IMAGE):
+            noise = torch.randn(captions.size(0), cfg.GAN.Z_DIM, device=device)
+            fake_imgs, att_maps, _, _ = netG(noise, sent_emb, words_emb, mask)
+            for j in range(captions.size(0)):
+                name = f'{i}_s_{int(sorted_indices[j])}'
+                for k, imgs in enumerate(fake_imgs):
+                    path = save_dir / f'{name}_g{k}.png'
+                    save_uint8(imgs[j], path)
+                    written.append(path)
+                for k, maps in enumerate(att_maps or []):
+                    img = fake_imgs[k + 1] if len(fake_imgs) > 1 else fake_imgs[0]
+                    path = save_dir / f'{name}_a{k}.png'
+                    save_png(attention_picture(img[j:j + 1], captions[j:j + 1], ixtoword, maps[j:j + 1]), path)
+                    written.append(path)
+        log.info('%s: %d captions x %d -> %s', key, captions.size(0), cfg.SAMPLE.NUM_PER_IMAGE, save_dir)
     return written
+
+
+def cut_to_words_num(data_dic: dict, words_num: int, source: str) -> dict:
+    """Captions longer than TEXT.WORDS_NUM words cut to their first ``words_num`` words, with a warning
+    (the generator was trained on captions of at most that length; a 500-word caption made a 65,260 px
+    wide attention picture)."""
+    out = {}
+    for key, (cap_array, cap_lens, sorted_indices) in data_dic.items():
+        cap_lens = np.asarray(cap_lens)
+        long = [(int(sorted_indices[j]), int(n)) for j, n in enumerate(cap_lens) if n > words_num]
+        for idx, n in long:
+            log.warning('%s: caption %d of %s has %d known words; cut to the first TEXT.WORDS_NUM=%d',
+                        source, idx, key, n, words_num)
+        if long:
+            cap_array, cap_lens = cap_array[:, :words_num], np.minimum(cap_lens, words_num)
+        out[key] = [cap_array, cap_lens, sorted_indices]
+    return out
 
 
 def gen_example(cfg: Config, device: torch.device) -> list[Path]:
     """The original's custom-caption sampling from DATA_DIR/example_filenames.txt."""
     data_dir = data_dir_from_cfg(cfg)
     text = load_text_data(data_dir, cfg.TEXT.CAPTIONS_PER_IMAGE)
-    data_dic = load_examples(data_dir, text.wordtoix)
+    data_dic = cut_to_words_num(load_examples(data_dir, text.wordtoix), cfg.TEXT.WORDS_NUM,
+                                str(data_dir / 'example_filenames.txt'))
     return generate_captions(cfg, device, data_dic, text.ixtoword, text.n_words,
                              resolve_path(cfg.TRAIN.NET_G).with_suffix(''))
 
 
+def next_free_folder(parent: Path) -> Path:
+    """``parent/<n>`` for the smallest n above every numbered folder in ``parent`` (1 when none)."""
+    used = [int(p.name) for p in parent.glob('*') if p.is_dir() and p.name.isdigit()] if parent.is_dir() else []
+    return parent / str(max(used, default=0) + 1)
+
+
 def gen_from_text(cfg: Config, device: torch.device, captions: list[str]) -> list[Path]:
-    """Images for captions given on the command line (``--caption``), under ``<NET_G>/captions/``."""
+    """Images for captions given on the command line (``--caption``), in a new folder
+    ``<NET_G>/captions/<n>/`` per run (with the captions in ``captions.txt``), so that no earlier run's
+    pictures are overwritten."""
     data_dir = data_dir_from_cfg(cfg)
     text = load_text_data(data_dir, cfg.TEXT.CAPTIONS_PER_IMAGE)
     ids = [encode_caption(c, text.wordtoix, source='--caption') for c in captions]
@@ -144,8 +178,11 @@ def gen_from_text(cfg: Config, device: torch.device, captions: list[str]) -> lis
     arr = np.zeros((len(ids), int(lens.max())), dtype=np.int64)
     for i, idx in enumerate(order):
         arr[i, :lens[idx]] = ids[idx]
-    out = resolve_path(cfg.TRAIN.NET_G).with_suffix('')
+    data_dic = cut_to_words_num({'captions': [arr, lens[order], order]}, cfg.TEXT.WORDS_NUM, '--caption')
+    out = next_free_folder(resolve_path(cfg.TRAIN.NET_G).with_suffix('') / 'captions')
+    out.mkdir(parents=True)
+    (out / 'captions.txt').write_text(''.join(f'{i}: {c}\n' for i, c in enumerate(captions)), encoding='utf-8')
     for i, c in enumerate(captions):
         log.info('caption %d: %s', i, c)
-    return generate_captions(cfg, device, {'captions': [arr, lens[order], order]}, text.ixtoword, text.n_words,
-                             out)
+    files = generate_captions(cfg, device, {'': data_dic['captions']}, text.ixtoword, text.n_words, out)
+    return [out / 'captions.txt'] + files

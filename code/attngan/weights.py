@@ -11,16 +11,17 @@ import logging
 import os
 import pickle
 from collections import OrderedDict
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, MissingFileError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['CheckpointError', 'CheckpointMismatchError', 'read_state_dict', 'load_state_dict_file']
+__all__ = ['CheckpointError', 'CheckpointMismatchError', 'read_torch_file', 'read_state_dict',
+           'load_state_dict_file']
 
 _SHOW = 5  # how many offending keys each list shows
 
@@ -29,11 +30,39 @@ class CheckpointMismatchError(CheckpointError):
     """A checkpoint does not fit the module built from the config (keys or shapes differ)."""
 
 
-def _torch_load(path: str):
+def _torch_load(path: str, safe_globals: Sequence = ()):
+    with torch.serialization.safe_globals(list(safe_globals)):
+        try:
+            return torch.load(path, map_location='cpu', weights_only=True)
+        except UnicodeDecodeError:  # Python 2 pickle with non-ASCII byte strings
+            return torch.load(path, map_location='cpu', weights_only=True, encoding='latin1')
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def read_torch_file(path, what: str = 'checkpoint', safe_globals: Sequence = ()):
+    """``torch.load(path, weights_only=True)`` on the CPU: a file that would need other Python objects (a
+    crafted pickle) is refused before anything in it runs, and a truncated or foreign file is one
+    :class:`CheckpointError` naming ``what`` and the path.
+
+    safe_globals: extra plain-data types the weights-only unpickler may build (e.g. NumPy's array
+    reconstruction for the RNG states of older checkpoints).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MissingFileError(f'{what}: file not found: {path}')
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except UnicodeDecodeError:  # Python 2 pickle with non-ASCII byte strings
-        return torch.load(path, map_location='cpu', weights_only=True, encoding='latin1')
+        return _torch_load(path, safe_globals)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f'{what}: {path} is refused: it is not plain data that torch.load(weights_only=True) can read '
+            f'(it references other Python objects; nothing in it was run): {_first_line(e)}') from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:  # truncated zip, not a torch file
+        raise CheckpointError(f'{what}: cannot read {path} as a PyTorch file (truncated or another '
+                              f'format?): {_first_line(e)}') from None
 
 
 def read_state_dict(path, what: str = 'checkpoint', key: Optional[str] = None) -> Dict[str, torch.Tensor]:
@@ -41,17 +70,7 @@ def read_state_dict(path, what: str = 'checkpoint', key: Optional[str] = None) -
 
     A leading ``module.`` (DataParallel) is stripped from every key.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'{what}: file not found: {path}')
-    try:
-        obj = _torch_load(path)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f'{what}: {path} is not a plain state_dict that torch.load(weights_only=True) can read '
-            f'(it holds other Python objects): {e}') from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f'{what}: cannot read {path} as a PyTorch file: {e}') from None
+    obj = read_torch_file(path, what)
     if key is not None:
         if not isinstance(obj, dict) or key not in obj:
             found = sorted(obj)[:10] if isinstance(obj, dict) else type(obj).__name__

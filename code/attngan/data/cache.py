@@ -17,6 +17,7 @@ import io
 import json
 import os
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Sequence
 
@@ -39,10 +40,14 @@ class ImageCache:
 
     def __init__(self, data_path: str | os.PathLike, index_path: str | os.PathLike):
         self.data_path, self.index_path = Path(data_path), Path(index_path)
-        with np.load(self.index_path, allow_pickle=False) as z:
-            self.keys = [str(k) for k in z['keys']]
-            self.offsets = z['offsets'].astype(np.int64)
-            self.shapes = z['shapes'].astype(np.int64)
+        try:
+            with np.load(self.index_path, allow_pickle=False) as z:
+                self.keys = [str(k) for k in z['keys']]
+                self.offsets = z['offsets'].astype(np.int64)
+                self.shapes = z['shapes'].astype(np.int64)
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:  # a damaged or foreign file
+            raise ImageError(f'{self.index_path}: not a readable cache index ({type(e).__name__}: {e}); '
+                             f'delete it and {self.data_path.name} to rebuild the cache') from None
         total = int(self.offsets[-1]) if len(self.offsets) else 0
         if self.data_path.stat().st_size != total:
             raise ImageError(f'{self.data_path}: size {self.data_path.stat().st_size} does not match its '

@@ -1,7 +1,11 @@
 """Validation report of a DATA_DIR: layout, split sizes, caption files, images, boxes, vocabulary.
 
 ``python prepare_data.py check-data --cfg CFG`` prints :meth:`CheckReport.format` and exits non-zero when
-:attr:`CheckReport.problems` is not empty.
+:attr:`CheckReport.problems` is not empty. Each problem is one line: an empty split, a metadata pickle that
+is crafted (refused, never executed), corrupt or unreadable, missing or short caption files, stems without
+a box, missing images, and images that fail a cheap check (:func:`quick_image_check`: empty file, no JPEG
+start or end marker, a header PIL cannot parse; no pixel is decoded). ``decode_images`` also decodes every
+image that passes it.
 """
 from __future__ import annotations
 
@@ -9,13 +13,56 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import AttnGANError
 from .cub import image_root, load_bbox, resolve_use_bbox
-from .safe_pickle import UnsafePickleError, safe_load
-from .text import (LAYOUT_HELP, CaptionError, DatasetError, build_vocab, load_class_info, load_filenames,
-                   read_caption_file, validate_captions_pickle)
+from .safe_pickle import safe_load
+from .text import (LAYOUT_HELP, CaptionError, DatasetError, build_vocab, empty_split_message, load_class_info,
+                   load_filenames, read_caption_file, validate_captions_pickle)
 from .transforms import load_image
 
-__all__ = ['CheckReport', 'check_data']
+__all__ = ['CheckReport', 'check_data', 'quick_image_check']
+
+_SOI, _EOI = b'\xff\xd8', b'\xff\xd9'
+#: bytes at the end of a JPEG searched for its end-of-image marker (some writers pad after it); FFD9 cannot
+#: occur inside the entropy-coded data, where a 0xFF byte is always followed by 0x00 or a restart marker
+_EOI_WINDOW = 1024
+
+
+def quick_image_check(path: str | os.PathLike) -> str | None:
+    """Why the image at ``path`` cannot be used, found without decoding it, or None.
+
+    Reads the file's first bytes, the header (``PIL.Image.open`` + ``verify()``: markers up to the start of
+    the scan) and its last ``_EOI_WINDOW`` bytes: an empty file, a file that is neither a JPEG (no SOI
+    marker FFD8) nor another format PIL reads, a JPEG header PIL cannot parse, and a JPEG without its
+    end-of-image marker FFD9 (truncated) are reported. Damage inside the pixel data needs a full decode
+    (``check-data --decode-images``).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return 'empty file (0 bytes)'
+        with open(path, 'rb') as f:
+            head = f.read(2)
+            f.seek(max(0, size - _EOI_WINDOW))
+            tail = f.read()
+    except OSError as e:
+        return f'cannot read ({e.strerror or e})'
+    try:
+        with Image.open(path) as im:
+            fmt = im.format
+            im.verify()
+    except UnidentifiedImageError:
+        if head != _SOI:
+            return 'not a JPEG (no start-of-image marker FFD8) nor another image format'
+        return 'JPEG header unreadable'
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        return f'{"JPEG" if head == _SOI else "image"} header unreadable ({e})'
+    if fmt == 'JPEG' and _EOI not in tail:
+        return 'truncated JPEG (no end-of-image marker FFD9 at its end)'
+    return None
 
 
 @dataclass
@@ -67,16 +114,18 @@ def check_data(data_dir: str | os.PathLike, captions_per_image: int = 10, *, use
     for split in ('train', 'test'):
         try:
             names[split] = load_filenames(data_dir, split)
-        except (DatasetError, UnsafePickleError) as e:
+        except AttnGANError as e:  # missing, crafted (refused, not run) or corrupt: one line each
             rep.problems.append(str(e))
             continue
+        if not names[split]:
+            rep.problems.append(empty_split_message(data_dir, split))
         try:
             cls = load_class_info(data_dir, split, len(names[split]))
             n_cls = len(set(cls.tolist()))
             has_info = (data_dir / split / 'class_info.pickle').is_file()
             rep.info[f'{split} split'] = (f'{len(names[split])} stems, '
                                           + (f'{n_cls} classes' if has_info else 'no class_info.pickle'))
-        except (DatasetError, UnsafePickleError) as e:
+        except AttnGANError as e:
             rep.problems.append(str(e))
             rep.info[f'{split} split'] = f'{len(names[split])} stems'
     if 'train' in names and 'test' in names:
@@ -86,7 +135,7 @@ def check_data(data_dir: str | os.PathLike, captions_per_image: int = 10, *, use
 
     try:
         bbox_on = resolve_use_bbox(data_dir, use_bbox)
-    except ValueError as e:
+    except AttnGANError as e:
         rep.problems.append(str(e))
         bbox_on = False
     rep.info['bounding boxes'] = 'used' if bbox_on else 'not used'
@@ -121,39 +170,55 @@ def check_data(data_dir: str | os.PathLike, captions_per_image: int = 10, *, use
                 rep.problems.append(_listing(no_box, len(stems), f'stems without a bounding box ({split})',
                                              max_listed))
 
-    if len(tokens) == 2 and not any('caption files' in p for p in rep.problems):
-        ixtoword, _ = build_vocab(tokens['train'], tokens['test'])
-        pickle_path = Path(captions_pickle) if captions_pickle else data_dir / 'captions.pickle'
-        if pickle_path.is_file():
-            try:
-                _, _, ix, _ = validate_captions_pickle(safe_load(pickle_path), pickle_path,
-                                                       len(names['train']), len(names['test']),
-                                                       captions_per_image)
-                rep.info['vocabulary'] = (f'{len(ix)} words from {pickle_path} '
-                                          f'({len(ixtoword)} when built from text/)')
-            except (DatasetError, UnsafePickleError) as e:
-                rep.problems.append(str(e))
-        else:
-            rep.info['vocabulary'] = f'{len(ixtoword)} words (built from text/; captions.pickle absent)'
+    # captions.pickle is read (safely) whatever else is wrong, so that its own problem is not hidden
+    pickle_path = Path(captions_pickle) if captions_pickle else data_dir / 'captions.pickle'
+    caps_obj, caps_ok = None, False
+    if pickle_path.is_file():
+        try:
+            caps_obj = safe_load(pickle_path)
+            caps_ok = True
+        except AttnGANError as e:
+            rep.problems.append(str(e))
+    text_ok = len(tokens) == 2 and not any('caption files' in p for p in rep.problems)
+    built = len(build_vocab(tokens['train'], tokens['test'])[0]) if text_ok else None
+    if caps_ok and len(names) == 2:
+        try:
+            _, _, ix, _ = validate_captions_pickle(caps_obj, pickle_path, len(names['train']),
+                                                   len(names['test']), captions_per_image)
+            rep.info['vocabulary'] = f'{len(ix)} words from {pickle_path}' + (
+                f' ({built} when built from text/)' if built is not None else '')
+        except DatasetError as e:
+            rep.problems.append(str(e))
+    elif built is not None:
+        rep.info['vocabulary'] = (f'{built} words (built from text/; '
+                                  + ('captions.pickle absent)' if not pickle_path.is_file() else
+                                     'captions.pickle unusable)'))
     else:
-        rep.info['vocabulary'] = 'not computed (caption files missing or unusable)'
+        rep.info['vocabulary'] = 'not computed (split lists or caption files missing or unusable)'
 
     if rep.layout != 'unknown':
         root = image_root(data_dir)
         for split, stems in names.items():
-            paths = [root / f'{s}.jpg' for s in stems]
-            missing = [p.relative_to(data_dir) for p in paths if not p.is_file()]
+            missing, unreadable, undecodable = [], [], []
+            for s in stems:
+                p = root / f'{s}.jpg'
+                if not p.is_file():
+                    missing.append(p.relative_to(data_dir))
+                    continue
+                why = quick_image_check(p)
+                if why is not None:
+                    unreadable.append(f'{p.relative_to(data_dir)}: {why}')
+                elif decode_images:
+                    try:
+                        load_image(p)
+                    except DatasetError as e:
+                        undecodable.append(str(e))
             if missing:
                 rep.problems.append(_listing(missing, len(stems), f'missing images ({split})', max_listed))
-            if decode_images:
-                bad = []
-                for p in paths:
-                    if p.is_file():
-                        try:
-                            load_image(p)
-                        except DatasetError as e:
-                            bad.append(str(e))
-                if bad:
-                    rep.problems.append(_listing(bad, len(stems), f'undecodable images ({split})', max_listed))
+            if unreadable:
+                rep.problems.append(_listing(unreadable, len(stems), f'unreadable images ({split})', max_listed))
+            if undecodable:
+                rep.problems.append(_listing(undecodable, len(stems), f'undecodable images ({split})',
+                                             max_listed))
             rep.info[f'{split} images present'] = len(stems) - len(missing)
     return rep

@@ -29,8 +29,10 @@ from typing import Iterable, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import InputError
 from .safe_pickle import dump_pickle_atomic
-from .text import CaptionError, LayoutError, build_vocab, load_filenames, tokenize
+from .text import (CaptionError, DatasetError, LayoutError, OutputExistsError, build_vocab, load_filenames,
+                   tokenize)
 
 __all__ = ['coco_annotation_files', 'read_coco_captions', 'convert_coco', 'read_captions_file',
            'read_bboxes', 'convert_custom']
@@ -47,8 +49,8 @@ class _Staging:
         self.entries = list(entries)
         existing = [e for e in self.entries if (self.out / e).exists()]
         if existing and not overwrite:
-            raise FileExistsError(f'{self.out}: {", ".join(existing)} already exist; pass --overwrite to '
-                                  f'replace them')
+            raise OutputExistsError(f'{self.out}: {", ".join(existing)} already exist; pass --overwrite to '
+                                    f'replace them')
         self.dir = Path(tempfile.mkdtemp(dir=self.out, prefix='.staging-'))
 
     def path(self, rel: str) -> Path:
@@ -114,31 +116,38 @@ def read_coco_captions(path: str | os.PathLike) -> tuple[OrderedDict, int]:
     try:
         with open(path, 'r', encoding='utf-8') as f:
             data = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise LayoutError(f'{path}: not a readable COCO captions JSON ({e})') from None
     if not isinstance(data, dict) or 'annotations' not in data or 'images' not in data:
         raise LayoutError(f'{path}: expected the COCO captions format with "images" and "annotations"')
     names = OrderedDict()
     pattern = None
-    for img in data['images']:
-        stem = os.path.splitext(img['file_name'])[0]
-        names[int(img['id'])] = stem
-        m = re.fullmatch(r'(.*?)(\d{12})', stem)
-        if pattern is None and m and int(m.group(2)) == int(img['id']):
-            pattern = m.group(1) + '%012d'
-    captions = OrderedDict((stem, []) for stem in names.values())
-    inferred = 0
-    for ann in data['annotations']:
-        image_id = int(ann['image_id'])
-        stem = names.get(image_id)
-        if stem is None:
-            if pattern is None:
-                raise LayoutError(f'{path}: annotation {ann.get("id")} refers to image {image_id}, '
-                                  f'which is not in "images"')
-            stem = names[image_id] = pattern % image_id
-            captions[stem] = []
-            inferred += 1
-        captions[stem].append(_clean_caption(ann['caption']))
+    where = '"images"'
+    try:
+        for n, img in enumerate(data['images']):
+            where = f'"images" entry {n}'
+            stem = os.path.splitext(img['file_name'])[0]
+            names[int(img['id'])] = stem
+            m = re.fullmatch(r'(.*?)(\d{12})', stem)
+            if pattern is None and m and int(m.group(2)) == int(img['id']):
+                pattern = m.group(1) + '%012d'
+        captions = OrderedDict((stem, []) for stem in names.values())
+        inferred = 0
+        for n, ann in enumerate(data['annotations']):
+            where = f'"annotations" entry {n}'
+            image_id = int(ann['image_id'])
+            stem = names.get(image_id)
+            if stem is None:
+                if pattern is None:
+                    raise LayoutError(f'{path}: annotation {ann.get("id")} refers to image {image_id}, '
+                                      f'which is not in "images"')
+                stem = names[image_id] = pattern % image_id
+                captions[stem] = []
+                inferred += 1
+            captions[stem].append(_clean_caption(ann['caption']))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # a field missing or of the wrong type
+        raise LayoutError(f'{path}: {where} is not in the COCO captions format '
+                          f'({type(e).__name__}: {e})') from None
     return captions, inferred
 
 
@@ -204,6 +213,24 @@ def read_captions_file(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise LayoutError(f'captions file {path} does not exist')
+    try:
+        rows = _read_caption_rows(path)
+    except DatasetError:  # already one line naming the file (LayoutError is an OSError: not caught below)
+        raise
+    except UnicodeDecodeError as e:
+        raise CaptionError(f'{path}: not UTF-8 text ({e})') from None
+    except json.JSONDecodeError as e:
+        raise LayoutError(f'{path}: not valid JSON ({e})') from None
+    except csv.Error as e:
+        raise LayoutError(f'{path}: not a readable CSV file ({e})') from None
+    except OSError as e:
+        raise LayoutError(f'{path}: cannot read ({e.strerror or e})') from None
+    if not rows:
+        raise CaptionError(f'{path}: no captions')
+    return rows
+
+
+def _read_caption_rows(path: Path) -> list[dict]:
     rows: list[dict] = []
     suffix = path.suffix.lower()
     if suffix == '.csv':
@@ -219,11 +246,17 @@ def read_captions_file(path: str | os.PathLike) -> list[dict]:
     elif suffix == '.json':
         with open(path, 'r', encoding='utf-8') as f:
             data = json.load(f)
+        if not isinstance(data, (dict, list)):
+            raise LayoutError(f'{path}: expected an object {{image: captions}} or a list of objects, '
+                              f'got {type(data).__name__}')
         items = ([{'image': k, 'captions': v} for k, v in data.items()] if isinstance(data, dict) else data)
         for i, it in enumerate(items):
             if not isinstance(it, dict) or 'image' not in it:
                 raise LayoutError(f'{path}: entry {i} has no "image"')
             caps = it.get('captions', it.get('caption', []))
+            if not isinstance(caps, (str, list)):
+                raise LayoutError(f'{path}: entry {i} ({it["image"]}): the captions must be a string or a '
+                                  f'list of strings, got {type(caps).__name__}')
             for c in ([caps] if isinstance(caps, str) else caps):
                 row = {'image': str(it['image']), 'caption': str(c)}
                 for k in ('class', 'split'):
@@ -243,26 +276,31 @@ def read_captions_file(path: str | os.PathLike) -> list[dict]:
                 if len(parts) > 2 and parts[2].strip():
                     row['class'] = parts[2].strip()
                 rows.append(row)
-    if not rows:
-        raise CaptionError(f'{path}: no captions')
     return rows
 
 
 def read_bboxes(path: str | os.PathLike) -> dict[str, list[float]]:
     """``{image: [x, y, w, h]}`` from lines ``<image path> x y w h`` (whitespace-separated)."""
     path = Path(path)
+    if not path.is_file():
+        raise LayoutError(f'bounding-box file {path} does not exist')
+    try:
+        text = path.read_text(encoding='utf-8')
+    except UnicodeDecodeError as e:
+        raise LayoutError(f'{path}: not UTF-8 text ({e})') from None
+    except OSError as e:
+        raise LayoutError(f'{path}: cannot read ({e.strerror or e})') from None
     out = {}
-    with open(path, 'r', encoding='utf-8') as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts or parts[0].startswith('#'):
-                continue
-            try:
-                if len(parts) != 5:
-                    raise ValueError
-                out[parts[0]] = [float(v) for v in parts[1:]]
-            except ValueError:
-                raise LayoutError(f'{path}:{lineno}: expected "<image> x y w h", got {line.strip()!r}') from None
+    for lineno, line in enumerate(text.split("\n"), 1):
+        parts = line.split()
+        if not parts or parts[0].startswith('#'):
+            continue
+        try:
+            if len(parts) != 5:
+                raise ValueError
+            out[parts[0]] = [float(v) for v in parts[1:]]
+        except ValueError:
+            raise LayoutError(f'{path}:{lineno}: expected "<image> x y w h", got {line.strip()!r}') from None
     return out
 
 
@@ -377,7 +415,8 @@ def convert_custom(images_dir: str | os.PathLike, captions_file: str | os.PathLi
             split_of[rel] = 'train' if s == 'train' else 'test'
     elif split_by == 'class':
         if not cls_of:
-            raise ValueError("split_by='class' needs classes")
+            raise InputError("split_by='class' (--split-by class) needs classes: a class column in the "
+                             "captions file or images in class sub-folders (--classes column|folders)")
         names = list(class_names)
         rng.shuffle(names)
         test_classes = set(names[:int(round(len(names) * test_fraction))])
@@ -445,7 +484,7 @@ def _write_jpeg(src: Path, dst: Path, link: bool, quality: int) -> None:
             if fmt != 'JPEG':
                 im.convert('RGB').save(dst, 'JPEG', quality=quality)
                 return
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise LayoutError(f'cannot read image {src}: {e}') from None
     if link:
         os.symlink(src.resolve(), dst)

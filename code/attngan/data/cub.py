@@ -5,7 +5,9 @@ Differences from the original ``code/datasets.py``, each deliberate:
 - bounding boxes are used when ``CUB_200_2011/bounding_boxes.txt`` exists (``use_bbox='auto'``), not when
   the path contains 'birds' (the toy dataset and renamed CUB folders have boxes too);
 - a caption file with too few captions, a missing image or layout file is an error naming the file;
-- ``filenames`` restricts the split to some stems (e.g. 'existing': those whose image is present);
+- ``filenames`` restricts the split to some stems (e.g. 'existing': those whose image is present;
+  ``DATA.SKIP_MISSING_IMAGES`` sets it through :func:`attngan.data.loader.build_dataset`);
+- an empty split (or selection) is an error naming the split and DATA_DIR, not an empty dataset;
 - caption ids are returned with shape (WORDS_NUM,) instead of (WORDS_NUM, 1).
 """
 from __future__ import annotations
@@ -19,8 +21,10 @@ import numpy as np
 import torch
 import torch.utils.data as data
 
+from ..errors import ConfigError
 from .cache import ImageCache, open_or_build_cache
-from .text import (LAYOUT_HELP, ImageError, LayoutError, TextData, load_class_info, load_text_data)
+from .text import (LAYOUT_HELP, ImageError, LayoutError, SplitError, TextData, empty_split_message,
+                   load_class_info, load_text_data)
 from .transforms import (branch_sizes, crop_flip_branches, final_size, get_imgs, load_size,
                          train_transform)
 
@@ -33,7 +37,7 @@ def resolve_use_bbox(data_dir: str | os.PathLike, use_bbox: str | bool = 'auto')
     """'auto': True when ``CUB_200_2011/bounding_boxes.txt`` exists; True/False as given."""
     if isinstance(use_bbox, str):
         if use_bbox.lower() != 'auto':
-            raise ValueError(f"use_bbox (DATA.USE_BBOX) must be 'auto', True or False, got {use_bbox!r}")
+            raise ConfigError(f"DATA.USE_BBOX must be 'auto', True or False, got {use_bbox!r}")
         return (Path(data_dir) / 'CUB_200_2011' / 'bounding_boxes.txt').is_file()
     return bool(use_bbox)
 
@@ -148,9 +152,16 @@ class TextDataset(data.Dataset):
             self.data_dir, self.embeddings_num, captions_pickle=captions_pickle, write=write_captions)
         self.ixtoword, self.wordtoix, self.n_words = self.text.ixtoword, self.text.wordtoix, self.text.n_words
         split_names, split_caps = self.text.split(split)
+        if not split_names:
+            raise SplitError(empty_split_message(self.data_dir, split))
         split_class = load_class_info(self.data_dir, split, len(split_names))
 
+        #: stems of the split left out by ``filenames='existing'`` (their image is missing)
+        self.left_out: list[str] = []
         positions = self._select(split_names, filenames)
+        if not positions:
+            raise SplitError(f'no stem of the {split} split of DATA_DIR {self.data_dir} was selected: the '
+                             f'filenames filter left none of its {len(split_names)} stems')
         k = self.embeddings_num
         self.filenames = [split_names[p] for p in positions]
         self.captions = [split_caps[p * k + j] for p in positions for j in range(k)]
@@ -184,6 +195,8 @@ class TextDataset(data.Dataset):
                 raise ValueError(f"filenames must be None, 'existing', a predicate or a list of stems, "
                                  f"got {filenames!r}")
             positions = [i for i, s in enumerate(names) if self.image_path(s).is_file()]
+            kept = set(positions)
+            self.left_out = [s for i, s in enumerate(names) if i not in kept]
             if not positions:
                 raise LayoutError(f'none of the {len(names)} images of the {self.split} split exists under '
                                   f'{self.image_dir} (first expected: {self.image_path(names[0]) if names else "-"})')
@@ -194,7 +207,7 @@ class TextDataset(data.Dataset):
         positions = []
         for s in filenames:
             if s not in index:
-                raise ValueError(f'stem {s!r} is not in {self.data_dir / self.split / "filenames.pickle"}')
+                raise SplitError(f'stem {s!r} is not in {self.data_dir / self.split / "filenames.pickle"}')
             positions.append(index[s])
         return positions
 
@@ -203,8 +216,9 @@ class TextDataset(data.Dataset):
         if missing:
             raise LayoutError(
                 f'{len(missing)} of {len(self.filenames)} images of the {self.split} split are missing; first: '
-                f'{self.image_path(missing[0])} (stem {missing[0]!r}). Put the images there, or restrict the '
-                f"stems (filenames='existing'); {LAYOUT_HELP}")
+                f'{self.image_path(missing[0])} (stem {missing[0]!r}). Put the images there, or set '
+                f'DATA.SKIP_MISSING_IMAGES: True to leave out the stems without an image '
+                f'(`python prepare_data.py check-data --cfg CFG` lists them)')
 
     def image_path(self, key: str) -> Path:
         return self.image_dir / f'{key}.jpg'

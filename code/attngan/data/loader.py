@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -24,15 +25,31 @@ def data_dir_from_cfg(cfg, data_dir: str | os.PathLike | None = None):
 
 def build_dataset(cfg, split: str, *, data_dir: str | os.PathLike | None = None, **overrides: Any) -> TextDataset:
     """:class:`TextDataset` of ``split`` from the config: TREE.BASE_SIZE/BRANCH_NUM, TEXT.WORDS_NUM/
-    CAPTIONS_PER_IMAGE, DATA.USE_BBOX/CACHE/SKIP_BAD_IMAGES, GAN.B_DCGAN, WORKERS (cache build).
-    ``overrides`` are passed to TextDataset last (e.g. ``filenames='existing'``, ``cache_dir=...``)."""
+    CAPTIONS_PER_IMAGE, DATA.USE_BBOX/CACHE/SKIP_BAD_IMAGES/SKIP_MISSING_IMAGES, GAN.B_DCGAN, WORKERS
+    (cache build). ``overrides`` are passed to TextDataset last (e.g. ``filenames='existing'``,
+    ``cache_dir=...``).
+
+    ``DATA.SKIP_MISSING_IMAGES``: when the images are needed (``require_images``, the default) and no
+    ``filenames`` are given, the stems whose image is missing are left out (``filenames='existing'``) with
+    one warning saying how many; the default (False) stops at the first missing image, as the original.
+    """
     kwargs = dict(
         base_size=cfg.TREE.BASE_SIZE, branch_num=cfg.TREE.BRANCH_NUM,
         words_num=cfg.TEXT.WORDS_NUM, captions_per_image=cfg.TEXT.CAPTIONS_PER_IMAGE,
         use_bbox=cfg.DATA.USE_BBOX, b_dcgan=cfg.GAN.B_DCGAN,
         skip_bad_images=cfg.DATA.SKIP_BAD_IMAGES, cache=cfg.DATA.CACHE, cache_workers=int(cfg.WORKERS))
     kwargs.update(overrides)
-    return TextDataset(data_dir_from_cfg(cfg, data_dir), split, **kwargs)
+    skip_missing = (cfg.DATA.SKIP_MISSING_IMAGES and kwargs.get('require_images', True)
+                    and kwargs.get('filenames') is None)
+    if skip_missing:
+        kwargs['filenames'] = 'existing'
+    dataset = TextDataset(data_dir_from_cfg(cfg, data_dir), split, **kwargs)
+    if skip_missing and dataset.left_out:
+        n = len(dataset.left_out) + len(dataset)
+        warnings.warn(f'{len(dataset.left_out)} of {n} images of the {split} split are missing under '
+                      f'{dataset.image_dir} (first: {dataset.image_path(dataset.left_out[0])}); their stems are '
+                      f'left out (DATA.SKIP_MISSING_IMAGES)')
+    return dataset
 
 
 def build_dataloader(cfg, split: str, shuffle: bool, drop_last: bool, *, dataset: TextDataset | None = None,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_write_bytes
-from ..errors import AttnGANError
+from ..errors import AttnGANError, MissingFileError
 
 __all__ = ['UnsafePickleError', 'SafeUnpickler', 'safe_load', 'safe_loads',
            'atomic_write_bytes', 'atomic_write_text', 'dump_pickle_atomic']
@@ -119,10 +119,17 @@ def safe_loads(data: bytes, name: str = '<bytes>') -> Any:
 
 
 def safe_load(path: str | os.PathLike) -> Any:
-    """Read and unpickle the file at ``path`` safely (Python 2 pickles included)."""
+    """Read and unpickle the file at ``path`` safely (Python 2 pickles included).
+
+    A missing file is a :class:`~attngan.errors.MissingFileError` (a ``FileNotFoundError``), a file that
+    cannot be read an :class:`UnsafePickleError`; both name the path."""
     path = Path(path)
-    with open(path, 'rb') as f:
-        data = f.read()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise MissingFileError(f'{path}: no such file') from None
+    except OSError as e:
+        raise UnsafePickleError(f'{path}: cannot read ({e.strerror or e})') from None
     return safe_loads(data, str(path))
 
 

@@ -27,7 +27,8 @@ import numpy as np
 from ..errors import AttnGANError
 from .safe_pickle import dump_pickle_atomic, safe_load
 
-__all__ = ['END_TOKEN', 'DatasetError', 'LayoutError', 'CaptionError', 'ImageError', 'LAYOUT_HELP',
+__all__ = ['END_TOKEN', 'DatasetError', 'LayoutError', 'CaptionError', 'ImageError', 'SplitError',
+           'OutputExistsError', 'LAYOUT_HELP', 'empty_split_message',
            'tokenize', 'read_caption_file', 'load_captions', 'build_vocab', 'encode_tokens',
            'encode_caption', 'load_filenames', 'load_class_info', 'TextData', 'load_text_data',
            'validate_captions_pickle', 'load_examples']
@@ -58,6 +59,21 @@ class CaptionError(DatasetError, ValueError):
 
 class ImageError(DatasetError, OSError):
     """An image cannot be decoded; the message names the file."""
+
+
+class SplitError(DatasetError, ValueError):
+    """A split is empty, or a selection of its stems does not fit its list; the message names both."""
+
+
+class OutputExistsError(DatasetError, FileExistsError):
+    """A converter or generator would overwrite files the user did not ask to replace."""
+
+
+def empty_split_message(data_dir: str | os.PathLike, split: str) -> str:
+    """The one line for a split whose ``filenames.pickle`` holds no stem (the loader and check-data)."""
+    data_dir = Path(data_dir)
+    return (f'the {split} split of DATA_DIR {data_dir} is empty: {data_dir / split / "filenames.pickle"} '
+            f'lists no stems')
 
 
 def tokenize(line: str) -> list[str]:

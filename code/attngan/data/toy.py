@@ -42,6 +42,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..errors import InputError
+from .text import LayoutError, OutputExistsError
+
 FORMAT_VERSION = 3  # 2: chunkier parts; birds placed so that the loaders' box crop lies inside the image;
                     # 3: captions name every part that fits in 18 words (2: 2-5 parts)
 
@@ -123,10 +126,10 @@ def design_classes(n_classes: int, n_test_classes: int, seed: int) -> list[dict[
     spaced numbers (100 classes, 25 test: 004, 008, ..., 100).
     """
     if n_classes < 3:
-        raise ValueError(f'n_classes={n_classes}: need at least 3 (disjoint train and test classes, '
+        raise InputError(f'n_classes={n_classes}: need at least 3 (disjoint train and test classes, '
                          'test classes recombining train values)')
     if not 1 <= n_test_classes < n_classes:
-        raise ValueError(f'n_test_classes={n_test_classes}: must be in 1..n_classes-1 ({n_classes - 1})')
+        raise InputError(f'n_test_classes={n_test_classes}: must be in 1..n_classes-1 ({n_classes - 1})')
     rng = np.random.default_rng([seed, 7001])
     n_train = n_classes - n_test_classes
 
@@ -173,7 +176,8 @@ def design_classes(n_classes: int, n_test_classes: int, seed: int) -> list[dict[
             cols[attr][i], cols[attr][j] = cols[attr][j], cols[attr][i]
             toggle(ij, add=True)
     if c:
-        raise RuntimeError(f'could not design {n_train} distinct valid train classes (seed {seed})')
+        raise InputError(f'could not design {n_train} distinct valid train classes (seed {seed}); '
+                         f'ask for fewer classes or another seed')
     train = [row(i) for i in range(n_train)]
 
     seen = {a: sorted({t[a] for t in train}, key=_values(a).index) for a in ATTRIBUTES}
@@ -203,7 +207,8 @@ def design_classes(n_classes: int, n_test_classes: int, seed: int) -> list[dict[
                     continue
                 test.append(cand)
     if len(test) < n_test_classes:
-        raise RuntimeError(f'could not design {n_test_classes} new test combinations (seed {seed})')
+        raise InputError(f'could not design {n_test_classes} new test combinations (seed {seed}); '
+                         f'ask for fewer test classes or another seed')
 
     test_numbers = {round((j + 1) * n_classes / n_test_classes) for j in range(n_test_classes)}
     train_iter, test_iter = iter(train), iter(test)
@@ -519,7 +524,7 @@ def toy_params(seed: int = 0, n_classes: int = 400, images_per_class: int = 3,
                jpeg_quality: int = 90) -> dict[str, Any]:
     """The validated, complete generator parameters (as recorded in ``toy_dataset.json``)."""
     def bad(name, value, why):
-        return ValueError(f'toy dataset: {name}={value!r}: {why}')
+        return InputError(f'toy dataset: {name}={value!r}: {why}')
     if not isinstance(seed, int) or seed < 0:
         raise bad('seed', seed, 'must be an integer >= 0')
     if n_classes < 3:
@@ -594,13 +599,13 @@ def make_toy_dataset(out_dir: str | os.PathLike, seed: int = 0, n_classes: int =
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f'{out}: exists and is not a folder')
+        raise OutputExistsError(f'{out}: exists and is not a folder')
     if out.is_dir() and any(out.iterdir()):
         if read_marker(out) is None:
-            raise FileExistsError(f'{out}: not empty and not a toy dataset (no {MARKER}); '
-                                  'choose another folder or empty it yourself')
+            raise OutputExistsError(f'{out}: not empty and not a toy dataset (no {MARKER}); '
+                                    'choose another folder or empty it yourself')
         if not overwrite:
-            raise FileExistsError(f'{out}: holds a toy dataset already (pass overwrite=True / --force)')
+            raise OutputExistsError(f'{out}: holds a toy dataset already (pass overwrite=True / --force)')
         for entry in sorted(out.iterdir()):
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     out.mkdir(parents=True, exist_ok=True)
@@ -689,8 +694,11 @@ def make_toy_dataset(out_dir: str | os.PathLike, seed: int = 0, n_classes: int =
 
 
 def load_attributes(data_dir: str | os.PathLike) -> dict[str, Any]:
-    """The ``attributes.json`` of a toy dataset (raises FileNotFoundError naming the path)."""
+    """The ``attributes.json`` of a toy dataset (:class:`LayoutError`, a FileNotFoundError, naming the path)."""
     path = Path(data_dir) / 'attributes.json'
     if not path.is_file():
-        raise FileNotFoundError(f'{path}: not found (not a complete toy dataset; run data/make_toy.py)')
-    return json.loads(path.read_text(encoding='ascii'))
+        raise LayoutError(f'{path}: not found (not a complete toy dataset; run data/make_toy.py)')
+    try:
+        return json.loads(path.read_text(encoding='ascii'))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise LayoutError(f'{path}: not a toy attributes file ({e}); run data/make_toy.py --force') from None

@@ -72,7 +72,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
             return im.convert('RGB')
     except FileNotFoundError:
         raise ImageError(f'missing image {path}') from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f'cannot decode image {path}: {e}') from None
 
 

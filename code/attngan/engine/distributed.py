@@ -273,7 +273,7 @@ def wrap_ddp(module: nn.Module, device: torch.device, *, sync_bn: bool = False) 
         _make_local_groups()
         converted = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         if converted is not module:
-            raise ValueError(f'TRAIN.SYNC_BN: cannot convert a bare {type(module).__name__} in place')
+            raise ConfigError(f'TRAIN.SYNC_BN: cannot convert a bare {type(module).__name__} in place')
     device_ids = [torch.device(device).index] if torch.device(device).type == 'cuda' else None
     return DDP(module, device_ids=device_ids)
 

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..atomic import atomic_write_bytes
+
 log = logging.getLogger('attngan')
 
 
@@ -31,12 +33,35 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
     return log
 
 
-class MetricsWriter:
-    """Appends one JSON object per call to ``metrics.jsonl``; optionally mirrors scalars to TensorBoard."""
+def close_file_logging() -> None:
+    """Detach and close the log file handler (before its folder is removed)."""
+    for h in list(log.handlers):
+        if isinstance(h, logging.FileHandler):
+            log.removeHandler(h)
+            h.close()
 
-    def __init__(self, path: str | Path, tensorboard_dir: str | Path | None = None) -> None:
+
+def record_position(record: Mapping[str, Any]) -> int | None:
+    """The training position (iterations done) a metrics record was logged at: ``step`` (DAMSM) or
+    ``iteration`` (GAN)."""
+    value = record.get('step', record.get('iteration'))
+    return value if isinstance(value, int) else None
+
+
+class MetricsWriter:
+    """Appends one JSON object per call to ``metrics.jsonl``; optionally mirrors scalars to TensorBoard.
+
+    resume_step: this run continues from a checkpoint taken after that many iterations. Records logged
+    after it (by the run that stopped, between its checkpoint and a crash) are dropped from the file first,
+    since the resumed run logs them again.
+    """
+
+    def __init__(self, path: str | Path, tensorboard_dir: str | Path | None = None,
+                 resume_step: int | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.is_file():
+            self._truncate(resume_step)
         self._tb = None
         if tensorboard_dir is not None:
             try:
@@ -46,6 +71,23 @@ class MetricsWriter:
                             '(pip install tensorboard); writing metrics.jsonl only')
             else:
                 self._tb = SummaryWriter(str(tensorboard_dir))
+
+    def _truncate(self, resume_step: int) -> None:
+        lines = self.path.read_text(encoding='utf-8').splitlines()
+        kept = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                pos = record_position(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a crash mid-write
+                continue
+            if pos is None or pos <= resume_step:
+                kept.append(line)
+        if len(kept) != len(lines):
+            atomic_write_bytes(self.path, ''.join(k + '\n' for k in kept).encode('utf-8'))
+            log.info('metrics.jsonl: dropped %d record(s) logged after the checkpoint (iteration %d)',
+                     len(lines) - len(kept), resume_step)
 
     def write(self, record: Mapping[str, Any], step: int | None = None) -> None:
         clean = {k: (float(v) if hasattr(v, '__float__') and not isinstance(v, (int, str)) else v)

@@ -8,7 +8,7 @@ from typing import Iterator, Mapping
 import torch
 
 from ..data import build_dataloader
-from ..errors import TrainingStopped
+from ..errors import ConfigError, TrainingStopped
 from . import distributed as dist
 
 
@@ -42,7 +42,7 @@ def train_loader(cfg, dataset, generator: torch.Generator, device) -> torch.util
                                  device=device, sampler=dist.shard_sampler(len(dataset), generator))
     if len(loader) == 0:
         procs = f' x {dist.world_size()} processes' if dist.is_distributed() else ''
-        raise ValueError(f'the train split of {cfg.DATA_DIR} has {len(dataset)} images, fewer than '
+        raise ConfigError(f'the train split of {cfg.DATA_DIR} has {len(dataset)} images, fewer than '
                          f'TRAIN.BATCH_SIZE={cfg.TRAIN.BATCH_SIZE}{procs}: nothing to train on')
     return loader
 

@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import logging
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..config import Config, ConfigError, load_config, resolve_path, to_yaml
+from ..atomic import atomic_write_bytes
+from ..config import Config, ConfigError, apply_override, load_config, resolve_path, to_yaml
 from . import distributed
-from .logger import setup_logging
+from .logger import close_file_logging, setup_logging
 
 log = logging.getLogger('attngan')
 
@@ -21,7 +24,9 @@ log = logging.getLogger('attngan')
 def build_arg_parser(description: str, default_cfg: str) -> argparse.ArgumentParser:
     """The original's flags (--cfg, --gpu, --data_dir, --manualSeed) plus --set and --resume."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument('--cfg', dest='cfg_file', default=default_cfg, help='YAML config (default: %(default)s)')
+    p.set_defaults(default_cfg=default_cfg)
+    p.add_argument('--cfg', dest='cfg_file', default=None,
+                   help=f'YAML config (default: {default_cfg}; with --resume: the resumed run\'s own config)')
     p.add_argument('--gpu', dest='gpu_id', type=int, default=None,
                    help='GPU index; -1 runs on the CPU (default: GPU_ID of the config when CUDA is available)')
     p.add_argument('--data_dir', default='', help='overrides DATA_DIR')
@@ -29,15 +34,23 @@ def build_arg_parser(description: str, default_cfg: str) -> argparse.ArgumentPar
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
                    help='override a config key, e.g. --set TRAIN.BATCH_SIZE=8 (repeatable; YAML values)')
     p.add_argument('--resume', default=None, metavar='PATH|latest',
-                   help="continue a run from its full checkpoint (train_state.pt) or the newest one ('latest')")
+                   help="continue a run from its full checkpoint (train_state.pt, or its run folder) or the newest "
+                        "one of this config ('latest'), with the run's config; --set may change lengths, learning "
+                        "rates, intervals, paths and the device")
     p.add_argument('--output_dir', default=None,
                    help='write this run into this folder instead of OUTPUT_DIR/<dataset>_<config>_<timestamp>')
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Load the config file, apply --set, then the original's flags (--gpu, --data_dir)."""
-    cfg = load_config(args.cfg_file, args.overrides)
+def config_from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
+    """Load the config file (or start from ``base``), apply --set, then the original's flags (--gpu,
+    --data_dir, --resume)."""
+    if base is None:
+        cfg = load_config(args.cfg_file or args.default_cfg, args.overrides)
+    else:
+        cfg = copy.deepcopy(base)
+        for assignment in args.overrides:
+            apply_override(cfg, assignment)
     if args.gpu_id is not None:
         if args.gpu_id < 0:
             cfg.CUDA = False
@@ -103,12 +116,34 @@ def choose_seed(cfg: Config, manual_seed: int | None) -> int:
 
 @dataclass
 class Run:
-    """One run's folders: ``root/Model`` (checkpoints), ``root/Image`` (pictures), logs and metrics."""
+    """One run's folders: ``root/Model`` (checkpoints), ``root/Image`` (pictures), logs and metrics.
+
+    ``created``: this start made the folder (a failed start then removes it again, see
+    :meth:`discard_if_unused`).
+    """
 
     cfg: Config
     root: Path
     device: torch.device
     seed: int
+    created: bool = False
+
+    def write_config(self) -> None:
+        """Write the resolved config as ``config.yaml`` (rank 0), atomically. The trainers call this once
+        everything is built, just before the first step, so a start that fails leaves the old file."""
+        if distributed.is_main():
+            atomic_write_bytes(self.root / 'config.yaml', to_yaml(self.cfg).encode('utf-8'))
+
+    def discard_if_unused(self) -> bool:
+        """Remove the run folder if this start created it and nothing but the log was written into it."""
+        if not self.created or not distributed.is_main() or not self.root.is_dir():
+            return False
+        files = [p for p in self.root.rglob('*') if p.is_file()]
+        if any(p != self.root / 'log.txt' for p in files):
+            return False
+        close_file_logging()
+        shutil.rmtree(self.root, ignore_errors=True)
+        return True
 
     @property
     def model_dir(self) -> Path:
@@ -144,10 +179,16 @@ def start_run(cfg: Config, manual_seed: int | None = None, output_dir: str | Non
             root = resolve_path(cfg.OUTPUT_DIR) / f'{run_name(cfg)}_{stamp}'
     root = distributed.broadcast_object(root)  # the ranks' clocks (timestamps) may differ
     main = distributed.is_main()
+    created = False
     if main:
+        created = not root.exists()
         (root / 'Model').mkdir(parents=True, exist_ok=True)
         (root / 'Image').mkdir(parents=True, exist_ok=True)
+        removed = remove_stale_temporaries(root)
         setup_logging(root / 'log.txt')
+        if removed:
+            log.info('removed %d temporary file(s) of an interrupted write: %s', len(removed),
+                     ', '.join(str(p.relative_to(root)) for p in removed[:5]))
     else:
         setup_logging(level=logging.WARNING)
     seed = distributed.broadcast_object(choose_seed(cfg, manual_seed))  # a random seed differs per rank
@@ -161,6 +202,13 @@ def start_run(cfg: Config, manual_seed: int | None = None, output_dir: str | Non
     log.info('run folder: %s', root)
     log.info('seed: %d', seed)
     log.info('resolved config:\n%s', to_yaml(cfg))
-    if main:
-        (root / 'config.yaml').write_text(to_yaml(cfg), encoding='utf-8')
-    return Run(cfg=cfg, root=root, device=device, seed=seed)
+    return Run(cfg=cfg, root=root, device=device, seed=seed, created=created)
+
+
+def remove_stale_temporaries(root: Path) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files an interrupted atomic write left in a run folder (see atomic.py)."""
+    stale = [p for folder in (root, root / 'Model', root / 'Image') if folder.is_dir()
+             for p in folder.glob('.*.tmp') if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale

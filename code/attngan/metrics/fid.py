@@ -35,6 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from scipy import linalg
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import InputError, MissingFileError
 from .inception import (FEATURE_DIM, INPUT_SIZE, FIDInceptionV3, LegacyInceptionFeatures, fold_batchnorm,
                         fid_inception_v3, legacy_inception)
 
@@ -68,7 +69,7 @@ def list_images(path: str | os.PathLike) -> ImageList:
     """
     root = Path(path).expanduser()
     if not root.exists():
-        raise FileNotFoundError(f'{root}: no such folder or .npz file')
+        raise MissingFileError(f'{root}: no such folder or .npz file')
     if not root.is_dir():
         raise NotADirectoryError(f'{root}: expected a folder of images or a .npz with mu and sigma')
     files, skipped = [], []
@@ -81,7 +82,7 @@ def list_images(path: str | os.PathLike) -> ImageList:
             (files if p.suffix[1:].lower() in IMAGE_EXTENSIONS else skipped).append(p)
     if not files:
         extra = f'; {len(skipped)} other files (e.g. {skipped[0].name}) were skipped' if skipped else ''
-        raise ValueError(f'{root}: no images found (searched recursively for '
+        raise InputError(f'{root}: no images found (searched recursively for '
                          f"{', '.join(sorted(IMAGE_EXTENSIONS))}){extra}")
     return ImageList(root, sorted(files), sorted(skipped))
 
@@ -92,7 +93,7 @@ def open_rgb(path: Path) -> Image.Image:
         with Image.open(path) as img:
             return img.convert('RGB')
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f'{path}: cannot be read as an image ({e})') from None
+        raise InputError(f'{path}: cannot be read as an image ({e})') from None
 
 
 # ----------------------------------------------------------------------------- real-image prep
@@ -120,7 +121,7 @@ def load_cub_bboxes(cub_dir: str | os.PathLike) -> dict[str, tuple[int, int, int
     names = {}
     for f in ('images.txt', 'bounding_boxes.txt'):
         if not (cub / f).is_file():
-            raise FileNotFoundError(f'{cub / f}: missing (needed for --real-prep cub-bbox; '
+            raise MissingFileError(f'{cub / f}: missing (needed for --real-prep cub-bbox; '
                                     f'give the CUB_200_2011 folder with --cub-dir)')
     for line in (cub / 'images.txt').read_text().split('\n'):
         if line.strip():
@@ -166,7 +167,7 @@ class CubBBoxPrep:
     def __call__(self, img: Image.Image, path: Path) -> Image.Image:
         box = self.bboxes.get(path.stem)
         if box is None:
-            raise ValueError(f'{path}: no bounding box for {path.stem!r} in '
+            raise InputError(f'{path}: no bounding box for {path.stem!r} in '
                              f'{self.cub_dir}/bounding_boxes.txt (is this a CUB image?)')
         return crop_like_training(img, box).resize((self.size, self.size), Image.BILINEAR)
 
@@ -185,11 +186,11 @@ def make_real_prep(name: str, image_root: str | os.PathLike | None = None,
     if name == 'cub-bbox':
         found = Path(cub_dir) if cub_dir else (find_cub_dir(image_root) if image_root else None)
         if found is None:
-            raise FileNotFoundError(f'--real-prep cub-bbox: no CUB_200_2011 folder (with images.txt '
+            raise MissingFileError(f'--real-prep cub-bbox: no CUB_200_2011 folder (with images.txt '
                                     f'and bounding_boxes.txt) at or above {image_root}; '
                                     f'give it with --cub-dir')
         return CubBBoxPrep(load_cub_bboxes(found), 256, str(found))
-    raise ValueError(f'unknown real-image preparation {name!r}; choose from {REAL_PREPS}')
+    raise InputError(f'unknown real-image preparation {name!r}; choose from {REAL_PREPS}')
 
 
 # ----------------------------------------------------------------------------- loading
@@ -295,7 +296,7 @@ def run_batches(net: torch.nn.Module, files: Sequence[Path], out_dim: int, *,
     ``sizes``, if given, is filled with {(H, W) as decoded (after ``prep``): count}.
     """
     if len(files) == 0:
-        raise ValueError('no images to process')
+        raise InputError('no images to process')
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     workers = default_workers() if workers is None else workers
     if channels_last is None:
@@ -317,7 +318,7 @@ def run_batches(net: torch.nn.Module, files: Sequence[Path], out_dim: int, *,
     with torch.inference_mode(), _fp32_convolutions(device):
         for batch in loader:
             if isinstance(batch, LoadError):
-                raise ValueError(batch.message)
+                raise InputError(batch.message)
             if sizes is not None:
                 for t in batch:
                     hw = tuple(t.shape[-2:])
@@ -328,7 +329,7 @@ def run_batches(net: torch.nn.Module, files: Sequence[Path], out_dim: int, *,
                 x = net.preprocess(batch.to(device, non_blocking=True))
             y = net.forward_preprocessed(x.contiguous(memory_format=mf))
             if y.shape[1:] != (out_dim,):
-                raise ValueError(f'the network gave {tuple(y.shape[1:])} outputs; expected ({out_dim},)')
+                raise InputError(f'the network gave {tuple(y.shape[1:])} outputs; expected ({out_dim},)')
             chunks.append(y.float())
             if bar is not None:
                 bar.update(len(y))
@@ -357,7 +358,7 @@ def statistics_from_features(features: np.ndarray, protocol: str | None = None,
     features = np.asarray(features, dtype=np.float64)
     n, d = features.shape
     if n < 2:
-        raise ValueError(f'{source or "features"}: {n} image(s); FID needs at least 2 '
+        raise InputError(f'{source or "features"}: {n} image(s); FID needs at least 2 '
                          f'(and 2048 or more for a non-singular covariance)')
     if n < d:
         warnings.warn(f'{source or "features"}: only {n} images for {d}-d features: the covariance '
@@ -381,19 +382,19 @@ def load_statistics(path: str | os.PathLike) -> FIDStatistics:
     """Read a ``.npz`` with ``mu`` ``(D,)`` and ``sigma`` ``(D, D)`` (pytorch-fid's or ours)."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise FileNotFoundError(f'{p}: no such .npz file')
+        raise MissingFileError(f'{p}: no such .npz file')
     try:
         with np.load(p, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
     except Exception as e:  # noqa: BLE001 - any unreadable archive gets one clear message
-        raise ValueError(f'{p}: cannot be read as .npz ({e})') from None
+        raise InputError(f'{p}: cannot be read as .npz ({e})') from None
     missing = [k for k in ('mu', 'sigma') if k not in data]
     if missing:
-        raise ValueError(f'{p}: no {" and no ".join(missing)} array (it holds '
+        raise InputError(f'{p}: no {" and no ".join(missing)} array (it holds '
                          f'{sorted(data) or "nothing"}); FID statistics need mu (D,) and sigma (D, D)')
     mu, sigma = np.atleast_1d(data['mu']).astype(np.float64), np.atleast_2d(data['sigma']).astype(np.float64)
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise ValueError(f'{p}: mu has shape {mu.shape} and sigma {sigma.shape}; expected (D,) and (D, D)')
+        raise InputError(f'{p}: mu has shape {mu.shape} and sigma {sigma.shape}; expected (D,) and (D, D)')
     n = int(data['n']) if 'n' in data else None
     protocol = str(data['protocol']) if 'protocol' in data else None
     return FIDStatistics(mu, sigma, n, protocol, str(p))
@@ -409,9 +410,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
     if mu1.shape != mu2.shape:
-        raise ValueError(f'mean vectors differ in length: {mu1.shape} vs {mu2.shape}')
+        raise InputError(f'mean vectors differ in length: {mu1.shape} vs {mu2.shape}')
     if sigma1.shape != sigma2.shape:
-        raise ValueError(f'covariances differ in shape: {sigma1.shape} vs {sigma2.shape}')
+        raise InputError(f'covariances differ in shape: {sigma1.shape} vs {sigma2.shape}')
     diff = mu1 - mu2
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', linalg.LinAlgWarning)
@@ -424,7 +425,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
             covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f'FID: the matrix square root has an imaginary component of '
+            raise InputError(f'FID: the matrix square root has an imaginary component of '
                              f'{np.max(np.abs(covmean.imag)):.3g} (ill-conditioned statistics)')
         covmean = covmean.real
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
@@ -461,7 +462,7 @@ class FeatureExtractor:
                  workers: int | None = None, channels_last: bool | None = None,
                  net: torch.nn.Module | None = None):
         if mode not in MODES:
-            raise ValueError(f'unknown FID mode {mode!r}; choose from {MODES}')
+            raise InputError(f'unknown FID mode {mode!r}; choose from {MODES}')
         self.mode = mode
         if net is None:
             net = fid_inception_v3(weights) if mode == 'standard' else legacy_inception(weights)
@@ -497,10 +498,10 @@ class FeatureExtractor:
         if p.suffix.lower() == '.npz' and not p.is_dir():
             stats = load_statistics(p)
             if stats.protocol is not None and stats.protocol.split('+')[0] != self.mode:
-                raise ValueError(f'{p} was computed with the {stats.protocol!r} protocol; this run '
+                raise InputError(f'{p} was computed with the {stats.protocol!r} protocol; this run '
                                  f'uses {self.mode!r}: the two FIDs are not comparable')
             if stats.mu.shape[0] != FEATURE_DIM:
-                raise ValueError(f'{p}: {stats.mu.shape[0]}-d statistics; pool3 features are '
+                raise InputError(f'{p}: {stats.mu.shape[0]}-d statistics; pool3 features are '
                                  f'{FEATURE_DIM}-d')
             return stats
         images = list_images(p)

@@ -30,7 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import MissingFileError
+from ..errors import CheckpointError, InputError, MissingFileError
+from ..weights import read_torch_file
 
 FID_WEIGHTS_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
                    'pt_inception-2015-12-05-6726825d.pth')
@@ -79,11 +80,11 @@ def find_weights(file_names: str | Iterable[str], url: str, path: str | os.PathL
 
 
 def _load_state_dict(path: Path) -> dict:
-    obj = torch.load(path, map_location='cpu', weights_only=True)
+    obj = read_torch_file(path, 'weights')
     if isinstance(obj, dict) and 'state_dict' in obj and isinstance(obj['state_dict'], dict):
         obj = obj['state_dict']
     if not isinstance(obj, dict):
-        raise ValueError(f'{path}: expected a state_dict, got {type(obj).__name__}')
+        raise CheckpointError(f'{path}: expected a state_dict, got {type(obj).__name__}')
     return obj
 
 
@@ -226,7 +227,7 @@ class FIDInceptionE(nn.Module):
     def __init__(self, in_ch: int, pool: str = 'avg'):
         super().__init__()
         if pool not in ('avg', 'max'):
-            raise ValueError(f"pool must be 'avg' or 'max', got {pool!r}")
+            raise InputError(f"pool must be 'avg' or 'max', got {pool!r}")
         self.pool = pool
         self.branch1x1 = BasicConv2d(in_ch, 320, 1)
         self.branch3x3_1 = BasicConv2d(in_ch, 384, 1)
@@ -335,7 +336,7 @@ def _load_without_aux(net: nn.Module, state_dict: dict, path) -> None:
     try:
         net.load_state_dict(state_dict)
     except RuntimeError as e:
-        raise ValueError(f'{path}: not an Inception-v3 state_dict of this shape: {e}') from None
+        raise CheckpointError(f'{path}: not an Inception-v3 state_dict of this shape: {e}') from None
 
 
 def _torchvision_pool(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -448,9 +449,9 @@ def load_classifier(path: str | os.PathLike) -> InceptionClassifier:
     if not p.is_file():
         raise WeightsNotFoundError(f'classifier checkpoint {p} does not exist '
                                    f'(write one with eval/finetune_inception.py)')
-    ckpt = torch.load(p, map_location='cpu', weights_only=True)
+    ckpt = read_torch_file(p, 'classifier checkpoint')
     if not isinstance(ckpt, dict) or ckpt.get('format') != CLASSIFIER_FORMAT:
-        raise ValueError(f'{p}: not a classifier checkpoint of eval/finetune_inception.py '
+        raise CheckpointError(f'{p}: not a classifier checkpoint of eval/finetune_inception.py '
                          f"(missing format={CLASSIFIER_FORMAT!r}); for ImageNet weights use "
                          f"--classifier imagenet [--weights {p}]")
     meta = ckpt.get('meta', {})

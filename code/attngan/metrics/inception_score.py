@@ -13,15 +13,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..errors import InputError
 from .fid import list_images, run_batches
 from .inception import INPUT_SIZE, InceptionClassifier, imagenet_classifier, load_classifier
 
 
 def _split_bounds(n: int, splits: int) -> list[tuple[int, int]]:
     if splits < 1:
-        raise ValueError(f'splits must be >= 1, got {splits}')
+        raise InputError(f'splits must be >= 1, got {splits}')
     if n < splits:
-        raise ValueError(f'{n} images for {splits} splits: need at least one image per split')
+        raise InputError(f'{n} images for {splits} splits: need at least one image per split')
     return [(i * n // splits, (i + 1) * n // splits) for i in range(splits)]
 
 
@@ -30,7 +31,7 @@ def inception_score_from_logits(logits, splits: int = 10) -> tuple[float, float]
     log space, so saturated softmax entries cannot produce 0 * log 0)."""
     logits = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
     if logits.dim() != 2:
-        raise ValueError(f'logits must be N x K, got shape {tuple(logits.shape)}')
+        raise InputError(f'logits must be N x K, got shape {tuple(logits.shape)}')
     logp = torch.log_softmax(logits, dim=1)
     scores = []
     for a, b in _split_bounds(logits.shape[0], splits):
@@ -46,9 +47,9 @@ def inception_score(probs, splits: int = 10) -> tuple[float, float]:
     """``N x K`` class probabilities (rows sum to 1) -> (mean, std) of the split scores."""
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2:
-        raise ValueError(f'probs must be N x K, got shape {probs.shape}')
+        raise InputError(f'probs must be N x K, got shape {probs.shape}')
     if (probs < 0).any() or not np.allclose(probs.sum(1), 1, atol=1e-4):
-        raise ValueError('probs rows must be non-negative and sum to 1 (pass logits to '
+        raise InputError('probs rows must be non-negative and sum to 1 (pass logits to '
                          'inception_score_from_logits instead)')
     with np.errstate(divide='ignore'):
         return inception_score_from_logits(np.log(probs), splits)

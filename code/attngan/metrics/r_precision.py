@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import InputError
+
 
 @dataclass
 class RPrecision:
@@ -37,7 +39,7 @@ class RPrecision:
 def _as_tensor(x, name: str, dims: int) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).double()
     if t.dim() != dims:
-        raise ValueError(f'{name} must have {dims} dimensions, got shape {tuple(t.shape)}')
+        raise InputError(f'{name} must have {dims} dimensions, got shape {tuple(t.shape)}')
     return t
 
 
@@ -47,7 +49,7 @@ def cosine_scores(image_features, candidate_features) -> torch.Tensor:
     img = _as_tensor(image_features, 'image_features', 2)
     cand = _as_tensor(candidate_features, 'candidate_features', 3)
     if cand.shape[0] != img.shape[0] or cand.shape[2] != img.shape[1]:
-        raise ValueError(f'candidate_features {tuple(cand.shape)} does not match '
+        raise InputError(f'candidate_features {tuple(cand.shape)} does not match '
                          f'image_features {tuple(img.shape)} (expected N x R x D)')
     dots = torch.einsum('nd,nrd->nr', img, cand)
     norms = img.norm(dim=1, keepdim=True) * cand.norm(dim=2)
@@ -65,7 +67,7 @@ def fold_mean_std(hits, n_folds: int = 10, seed: int = 0) -> tuple[float, float]
     the fold hit rates (std with ddof=0, as np.std in DM-GAN)."""
     hits = np.asarray(hits, dtype=np.float64)
     if len(hits) < n_folds:
-        raise ValueError(f'{len(hits)} images for {n_folds} folds: need at least one per fold')
+        raise InputError(f'{len(hits)} images for {n_folds} folds: need at least one per fold')
     shuffled = np.random.default_rng(seed).permutation(hits)
     rates = [f.mean() for f in np.array_split(shuffled, n_folds)]
     return float(np.mean(rates)), float(np.std(rates))
@@ -80,13 +82,13 @@ def sample_mismatched(query_labels, pool_labels, n_mismatched: int = 99, seed: i
     q = np.asarray(query_labels)
     pool = np.asarray(pool_labels)
     if q.ndim != 1 or pool.ndim != 1:
-        raise ValueError('query_labels and pool_labels must be 1-d')
+        raise InputError('query_labels and pool_labels must be 1-d')
     sorted_pool = np.sort(pool)
     same = np.searchsorted(sorted_pool, q, side='right') - np.searchsorted(sorted_pool, q, side='left')
     eligible = len(pool) - same
     if len(q) and eligible.min() < n_mismatched:
         i = int(eligible.argmin())
-        raise ValueError(f'query {i} (label {q[i]!r}) has only {eligible[i]} pool entries with '
+        raise InputError(f'query {i} (label {q[i]!r}) has only {eligible[i]} pool entries with '
                          f'another label; {n_mismatched} mismatched candidates are needed')
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(pool), size=(len(q), n_mismatched))
@@ -119,7 +121,7 @@ def r_precision(image_features, true_features, mismatched_features, n_folds: int
     true = _as_tensor(true_features, 'true_features', 2)
     mis = _as_tensor(mismatched_features, 'mismatched_features', 3)
     if true.shape[0] != mis.shape[0]:
-        raise ValueError(f'true_features has {true.shape[0]} rows, mismatched_features {mis.shape[0]}')
+        raise InputError(f'true_features has {true.shape[0]} rows, mismatched_features {mis.shape[0]}')
     cand = torch.cat([true.unsqueeze(1), mis], dim=1)
     hits = hits_from_scores(cosine_scores(image_features, cand))
     mean, std = fold_mean_std(hits, n_folds, seed)
@@ -139,7 +141,7 @@ def r_precision_from_pool(image_features, caption_features, true_index, query_la
     img = _as_tensor(image_features, 'image_features', 2)
     true_index = torch.as_tensor(np.asarray(true_index, dtype=np.int64))
     if true_index.shape != (img.shape[0],):
-        raise ValueError(f'true_index has shape {tuple(true_index.shape)}; expected ({img.shape[0]},)')
+        raise InputError(f'true_index has shape {tuple(true_index.shape)}; expected ({img.shape[0]},)')
     mis_idx = torch.from_numpy(sample_mismatched(query_labels, pool_labels, n_candidates - 1, seed))
     cand_idx = torch.cat([true_index.unsqueeze(1), mis_idx], dim=1)
     hits = np.concatenate([  # chunks keep the N x R x D gather small

@@ -28,6 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..errors import InputError
 from . import r_precision as RP
 
 
@@ -151,13 +152,13 @@ def check_candidates(labels: np.ndarray, captions_per_image: int, n_candidates: 
     """Raise ValueError (before any generation) when some image has fewer than ``n_candidates - 1``
     captions outside its label in the split's pool."""
     if n_candidates < 2:
-        raise ValueError(f'R-precision needs at least 2 candidates (the true caption and mismatched '
+        raise InputError(f'R-precision needs at least 2 candidates (the true caption and mismatched '
                          f'ones), got {n_candidates}')
     values, counts = np.unique(labels, return_counts=True)
     eligible = (len(labels) - counts) * captions_per_image
     if eligible.min() < n_candidates - 1:
         i = int(eligible.argmin())
-        raise ValueError(f'R-precision with {n_candidates} candidates needs {n_candidates - 1} mismatched '
+        raise InputError(f'R-precision with {n_candidates} candidates needs {n_candidates - 1} mismatched '
                          f'captions per image, but the test split has only {eligible[i]} captions outside '
                          f'label {values[i]}: lower the number of candidates (R) or use a larger split')
 
@@ -239,11 +240,11 @@ def r_precision_of_generator(cfg, device, n: int = 30000, *, batch_size: int | N
     from ..sampling import encode_text, load_sampling_nets
 
     if n < n_folds:
-        raise ValueError(f'n={n} images for {n_folds} folds: need at least one image per fold')
+        raise InputError(f'n={n} images for {n_folds} folds: need at least one image per fold')
     if dataset is None:
         dataset = build_dataset(cfg, 'test', require_images=False, transform=None, cache=False)
     if len(dataset.filenames) == 0:
-        raise ValueError(f'the test split of {dataset.data_dir} is empty')
+        raise InputError(f'the test split of {dataset.data_dir} is empty')
     labels, rule = mismatch_labels(dataset)
     check_candidates(labels, dataset.embeddings_num, n_candidates)
     seed = int(cfg.SAMPLE.SEED if seed is None else seed)

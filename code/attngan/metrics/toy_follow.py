@@ -51,6 +51,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from ..atomic import atomic_open
+from ..errors import InputError, MissingFileError
 from ..data.cub import image_root, load_bbox
 from ..data.toy import ATTRIBUTES, COLOR_PART, PALETTE, PART_LABELS, SIZES, load_attributes, render_bird
 from ..data.transforms import crop_to_bbox, load_image, load_size
@@ -118,7 +119,7 @@ def _real_split(data_dir: Path, split: str, train_maps: bool):
     root = image_root(data_dir)
     keys = sorted(k for k, v in meta['images'].items() if v['split'] == split)
     if not keys:
-        raise ValueError(f'{data_dir / "attributes.json"}: no image of split {split!r}')
+        raise InputError(f'{data_dir / "attributes.json"}: no image of split {split!r}')
     crops, halves, maps = [], [], []
     for k in keys:
         big = _load_size_image(load_image(root / f'{k}.jpg'), boxes[k])
@@ -213,7 +214,7 @@ class FollowClassifier:
             return _to_array(im)
         im = np.asarray(im)
         if im.shape != (GEN_SIZE, GEN_SIZE, 3) or im.dtype != np.uint8:
-            raise ValueError(f'expected ({GEN_SIZE}, {GEN_SIZE}, 3) uint8 arrays or PIL images, '
+            raise InputError(f'expected ({GEN_SIZE}, {GEN_SIZE}, 3) uint8 arrays or PIL images, '
                              f'got {im.shape} {im.dtype}')
         return im
 
@@ -296,7 +297,7 @@ def _settings(epochs: int, width: int, seed: int) -> dict[str, Any]:
 def _fingerprint(data_dir: Path, settings: dict[str, Any]) -> str:
     path = data_dir / 'attributes.json'
     if not path.is_file():
-        raise FileNotFoundError(f'{path}: not found (not a complete toy dataset; run data/make_toy.py)')
+        raise MissingFileError(f'{path}: not found (not a complete toy dataset; run data/make_toy.py)')
     h = hashlib.sha256(path.read_bytes())
     h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()[:20]
@@ -352,7 +353,7 @@ def train_classifier(data_dir: str | os.PathLike, epochs: int = 12, width: int =
         rows = [(f, meta_all['images'][k]['attributes'][a] == 'long') for k, ar in zip(keys, areas)
                 if (f := _size_feature(ar, a)) is not None]
         if not rows:
-            raise RuntimeError(f'part reader: no {SIZE_PARTS[a][0]} found in any train image of {data_dir}')
+            raise InputError(f'part reader: no {SIZE_PARTS[a][0]} found in any train image of {data_dir}')
         clf.thresholds[a] = _best_threshold(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]))
     train_seconds = time.perf_counter() - t0
     clf.meta = {'settings': settings, 'fingerprint': _fingerprint(data_dir, settings), 'n_train': len(keys),
@@ -435,7 +436,7 @@ def find_generated(gen_dir: str | os.PathLike) -> list[tuple[Path, str, int]]:
     ``gen_dir`` (searched recursively), sorted by path."""
     gen_dir = Path(gen_dir)
     if not gen_dir.is_dir():
-        raise FileNotFoundError(f'{gen_dir}: not a folder')
+        raise MissingFileError(f'{gen_dir}: not a folder')
     out = []
     for p in sorted(gen_dir.rglob('*_s-1*.png')):
         m = _GEN_NAME.match(p.name)
@@ -505,7 +506,7 @@ def evaluate_folder(clf: FollowClassifier, gen_dir: str | os.PathLike, data_dir:
     found = find_generated(gen_dir)
     known = [(p, k, r) for p, k, r in found if k in meta['images']]
     if not known:
-        raise ValueError(f'{gen_dir}: no generated image of {data_dir} found (expected '
+        raise InputError(f'{gen_dir}: no generated image of {data_dir} found (expected '
                          f'<class>/<stem>_s-1.png or <class>/<stem>_s-1_<r>.png; {len(found)} such files, '
                          f'none with a stem of the dataset)')
 

@@ -13,13 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
+from attngan.config import load_config
 from attngan.data import LayoutError, TextDataset, load_examples, load_text_data
 from attngan.data.cub import load_bbox
 from data_fixtures import RealBirds, oracle_captions, oracle_tokens
 
 #: ntoken of the released AttnGAN bird text encoder: the vocabulary of ALL CUB captions (+ '<end>')
 RELEASED_BIRD_NTOKEN = 5450
-K = 10  # TEXT.CAPTIONS_PER_IMAGE of the bird configs
+K = load_config('cfg/bird_attn2.yml').TEXT.CAPTIONS_PER_IMAGE  # the captions per image the bird configs read
 
 
 @pytest.fixture(scope='module')

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from attngan.GlobalAttention import GlobalAttentionGeneral, func_attention, tiled_mask
-from golden_utils import assert_close, load
+from golden_utils import assert_golden, collect, load, module64, seeded_state_dict, to64
 
 
 @pytest.fixture(scope='module')
@@ -19,19 +19,33 @@ def _module(fix, **kw):
 
 
 def test_default_init_matches_original(fix):
-    torch.manual_seed(fix['seed_init'])
-    m = GlobalAttentionGeneral(fix['cfg']['GAN.GF_DIM'], fix['cfg']['TEXT.EMBEDDING_DIM'])
-    assert list(m.state_dict()) == ['conv_context.weight']
-    assert torch.equal(m.conv_context.weight, fix['state_dict']['conv_context.weight'])
+    sd = seeded_state_dict(fix['seed_init'], GlobalAttentionGeneral, idf=fix['cfg']['GAN.GF_DIM'],
+                           cdf=fix['cfg']['TEXT.EMBEDDING_DIM'])
+    assert list(sd) == ['conv_context.weight']
+    assert torch.equal(sd['conv_context.weight'], fix['state_dict']['conv_context.weight'])
+
+
+def run_global_attention(fix, case, **kw):
+    """(weightedContext, attn) in float32 and in float64, after applyMask(mask or None)."""
+    m = _module(fix, **kw)
+    out = []
+    for mod, cast in ((m, lambda t: t), (module64(m), to64)):
+        mod.applyMask(fix['mask'] if case == 'masked' else None)
+        with torch.no_grad():
+            out.append(mod(cast(fix['input']), cast(fix['context'])))
+    return m, out
+
+
+def check_global_attention(fix, case, **kw):
+    m, ((w, attn), (w64, attn64)) = run_global_attention(fix, case, **kw)
+    assert_golden(w, w64, fix[case]['weightedContext'], f'{case}.weightedContext')
+    assert_golden(attn, attn64, fix[case]['attn'], f'{case}.attn')
+    return m, w
 
 
 @pytest.mark.parametrize('case', ['masked', 'unmasked'])
 def test_global_attention(fix, case):
-    m = _module(fix)
-    m.applyMask(fix['mask'] if case == 'masked' else None)
-    w, attn = m(fix['input'], fix['context'])
-    assert_close(w, fix[case]['weightedContext'], f'{case}.weightedContext')
-    assert_close(attn, fix[case]['attn'], f'{case}.attn')
+    m, w = check_global_attention(fix, case)
     # explicit mask argument gives the same as applyMask
     w2, _ = m(fix['input'], fix['context'], fix['mask'] if case == 'masked' else None)
     assert torch.equal(w, w2)
@@ -54,10 +68,19 @@ def test_fixed_mask_uses_own_mask(fix):
     own = fix['mask'][:, None, :].expand_as(attn)
     assert torch.all(attn[own] == 0) and torch.all(attn[~own] > 0)
     assert not torch.allclose(w_fix, fix['masked']['weightedContext'])
+    with collect() as records:  # and it is far outside the golden tolerance
+        check_global_attention(fix, 'masked', fix_mask=True)
+    assert max(r['ratio'] for r in records) > 1
+
+
+def check_func_attention(fix):
+    f = fix['func_attention']
+    assert f['gamma1'] == fix['cfg']['TRAIN.SMOOTH.GAMMA1']
+    w, attn = func_attention(f['query'], f['context'], f['gamma1'])
+    w64, attn64 = func_attention(to64(f['query']), to64(f['context']), f['gamma1'])
+    assert_golden(w, w64, f['weightedContext'], 'func_attention.weightedContext')
+    assert_golden(attn, attn64, f['attn'], 'func_attention.attn')
 
 
 def test_func_attention(fix):
-    f = fix['func_attention']
-    w, attn = func_attention(f['query'], f['context'], f['gamma1'])
-    assert_close(w, f['weightedContext'], 'func_attention.weightedContext')
-    assert_close(attn, f['attn'], 'func_attention.attn')
+    check_func_attention(fix)

@@ -1,5 +1,6 @@
 """The fork's DualAttn_G_NET against dualattn_g_net.pt, dualattn_g_net_parts.pt, dualattn_g_net_b3.pt
-(mattrent/AttnGAN, GF_DIM 8) and keys_bird_dualattn.txt (layout at the real bird config)."""
+(mattrent/AttnGAN; sizes from the files) and keys_bird_dualattn.txt (layout at the real bird config)."""
+import contextlib
 import re
 
 import pytest
@@ -9,7 +10,8 @@ from attngan.build import build_discriminators, build_generator
 from attngan.config import REPO_ROOT, load_config
 from attngan.dualAttnModel import (ChannelAttentionModule, DualAttn_G_NET, DualAttn_NEXT_STAGE_G,
                                    SpatialAttentionModule)
-from golden_utils import assert_close, check_fill, fill_by_rule, load
+from golden_utils import (assert_golden, check_fill, fill_by_rule, float64_replay, load, module64, seeded, seeded_draws,
+                          to64)
 
 MODES = ['train', 'eval']
 
@@ -67,8 +69,9 @@ def b3_net(b3_fix):
     return net
 
 
-def _run(net, fix, seed):
-    """Forward with hooks on h_net1..3 and the stage sub-modules; returns (outputs, caught)."""
+def _run(net, fix, ctx=None):
+    """Forward with hooks on h_net1..n and the stage sub-modules, inside ``ctx`` (the seed / the draws);
+    returns (outputs, caught)."""
     hooks, caught = [], {}
 
     def keep(key, idx):
@@ -81,97 +84,156 @@ def _run(net, fix, seed):
         if k > 1:
             for name, (path, idx) in SUB.items():
                 hooks.append(stage.get_submodule(path).register_forward_hook(keep(f'h_net{k}.{name}', idx)))
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        out = net(fix['z'], fix['sent_emb'], fix['words_emb'], fix['mask'])
+    inputs = [fix[k] for k in ('z', 'sent_emb', 'words_emb', 'mask')]
+    if next(net.parameters()).dtype == torch.float64:
+        inputs = to64(inputs)
+    with torch.no_grad(), (ctx or contextlib.nullcontext()):
+        out = net(*inputs)
     for h in hooks:
         h.remove()
     return out, caught
 
 
-def _check_forward(net, fix, mode):
+def check_forward(net, fix, mode):
+    """The float32 forward (seeded as stored) and its float64 replay against the fixture; returns the float32 run."""
     exp = fix[mode]
     net.train(mode == 'train')
-    (fake_imgs, att_maps, mu, logvar), caught = _run(net, fix, exp['seed'])
+    net64 = module64(net)
+    spec = [('randn', exp['ca_eps'].shape)]  # CA_NET's draw
+    got = _run(net, fix, seeded(exp['seed'], spec))
+    exact = _run(net64, fix, float64_replay([('randn', exp['ca_eps'])]))
+    (fake_imgs, att_maps, mu, logvar), caught = got
+    (fake64, _, mu64, logvar64), caught64 = exact
     assert len(att_maps) == exp['att_maps_len'] == 0  # fork defect: maps thrown away
-    assert len(fake_imgs) == net.branch_num
+    assert len(fake_imgs) == len(exp['fake_imgs']) == net.branch_num == fix['cfg']['TREE.BRANCH_NUM']
     for i, img in enumerate(fake_imgs):
-        assert_close(img, exp['fake_imgs'][i], f'{mode}.fake_imgs[{i}]')
-    assert_close(mu, exp['mu'], f'{mode}.mu')
-    assert_close(logvar, exp['logvar'], f'{mode}.logvar')
+        assert_golden(img, fake64[i], exp['fake_imgs'][i], f'{mode}.fake_imgs[{i}]')
+    assert_golden(mu, mu64, exp['mu'], f'{mode}.mu')
+    assert_golden(logvar, logvar64, exp['logvar'], f'{mode}.logvar')
     for k in range(1, net.branch_num + 1):
-        assert_close(caught[f'h_code{k}'], exp[f'h_code{k}'], f'{mode}.h_code{k}')
+        assert_golden(caught[f'h_code{k}'], caught64[f'h_code{k}'], exp[f'h_code{k}'], f'{mode}.h_code{k}')
         if k > 1:
+            assert sorted(exp[f'h_net{k}']) == sorted(SUB)
             for name in SUB:
-                assert_close(caught[f'h_net{k}.{name}'], exp[f'h_net{k}'][name], f'{mode}.h_net{k}.{name}')
+                key = f'h_net{k}.{name}'
+                assert_golden(caught[key], caught64[key], exp[f'h_net{k}'][name], f'{mode}.{key}')
+    eps, = seeded_draws(exp['seed'], spec)
+    assert eps.shape == mu.shape and torch.equal(eps, exp['ca_eps'])
+    assert_golden(eps * torch.exp(0.5 * logvar) + mu, eps.double() * torch.exp(0.5 * logvar64) + mu64,
+                  exp['c_code'], f'{mode}.c_code')
+    return got
+
+
+def _check_forward(net, fix, mode):
+    exp = fix[mode]
+    (fake_imgs, _, _, _), _ = check_forward(net, fix, mode)
+    # only CA_NET's draw touches the global RNG (this torch's own draws), and reruns are bit-identical
     torch.manual_seed(exp['seed'])
-    eps = torch.randn(exp['ca_eps'].shape)
-    assert torch.equal(eps, exp['ca_eps'])
-    assert_close(eps * torch.exp(0.5 * logvar) + mu, exp['c_code'], f'{mode}.c_code')
-    # only CA_NET's draw touches the global RNG, and reruns are bit-identical
+    torch.randn(exp['ca_eps'].shape)
     expected_state = torch.get_rng_state()
-    (fake2, _, _, _), _ = _run(net, fix, exp['seed'])
+    torch.manual_seed(exp['seed'])
+    _run(net, fix)
     assert torch.equal(torch.get_rng_state(), expected_state)
+    (fake2, _, _, _), _ = _run(net, fix, seeded(exp['seed'], [('randn', exp['ca_eps'].shape)]))
     assert torch.equal(fake2[-1], fake_imgs[-1])
+
+
+def g_net(g_fix):
+    net = _net(g_fix['cfg'])
+    net.load_state_dict(g_fix['state_dict'])
+    assert list(net.state_dict()) == list(g_fix['state_dict'])
+    return net
 
 
 @pytest.mark.parametrize('mode', MODES)
 def test_dualattn_g_net(g_fix, mode):
-    net = _net(g_fix['cfg'])
-    net.load_state_dict(g_fix['state_dict'])
-    assert list(net.state_dict()) == list(g_fix['state_dict'])
-    _check_forward(net, g_fix, mode)
+    _check_forward(g_net(g_fix), g_fix, mode)
 
 
-@pytest.mark.parametrize('mode', MODES)
-def test_dualattn_g_net_parts(g_fix, parts_fix, mode):
-    net = _net(g_fix['cfg']).train(mode == 'train')
-    net.load_state_dict(g_fix['state_dict'])
-    exp, X = parts_fix[mode], parts_fix['X']
+def _parts(net, fix, ctx):
+    """Every submodule call of dualattn_g_net_parts.pt -> {name: output} (names as the fixture's, flattened).
+    ctx: around the CA_NET call (its seed, or a float64_replay with its draw)."""
+    inputs = {k: fix[k] for k in ('X', 'z', 'sent_emb', 'words_emb', 'mask')}
+    if next(net.parameters()).dtype == torch.float64:
+        inputs = to64(inputs)
+    X, words, mask = inputs['X'], inputs['words_emb'], inputs['mask']
     dual = net.h_net2.dual_attention_module
     cam = dual.visual_attention_module.channel_attention_module
+    sam = dual.visual_attention_module.spatial_attention_module
     inner = {}
 
-    def collect(key):
+    def collect_inner(key):
         def hook(_m, _i, out):
             inner.setdefault(key, []).append(out)
         return hook
-    hooks = [cam.conv.register_forward_hook(collect('conv_maxP_avgP')),
-             cam.linear_1.register_forward_hook(collect('linear_1_maxP_avgP')),
-             cam.linear_2.register_forward_hook(collect('linear_2_maxP_avgP')),
-             cam.conv_t.register_forward_hook(collect('conv_t_pre_sigmoid'))]
+    hooks = [cam.conv.register_forward_hook(collect_inner('conv_maxP_avgP')),
+             cam.linear_1.register_forward_hook(collect_inner('linear_1_maxP_avgP')),
+             cam.linear_2.register_forward_hook(collect_inner('linear_2_maxP_avgP')),
+             cam.conv_t.register_forward_hook(collect_inner('conv_t_pre_sigmoid'))]
+    out = {}
     with torch.no_grad():
-        torch.manual_seed(exp['ca_net']['seed'])
-        c_code, mu, logvar = net.ca_net(parts_fix['sent_emb'])
-        for name, val in (('c_code', c_code), ('mu', mu), ('logvar', logvar)):
-            assert_close(val, exp['ca_net'][name], f'{mode}.ca_net.{name}')
-        assert_close(net.h_net1(parts_fix['z'], c_code), exp['h_net1']['h_code'], f'{mode}.h_net1')
-        assert_close(cam(X), exp['channel_attention']['out'], f'{mode}.channel_attention')
+        with ctx:
+            c_code, out['ca_net.mu'], out['ca_net.logvar'] = net.ca_net(inputs['sent_emb'])
+        out['ca_net.c_code'] = c_code
+        out['h_net1.h_code'] = net.h_net1(inputs['z'], c_code)
+        out['channel_attention.out'] = cam(X)
         for h in hooks:
             h.remove()
         for key, vals in inner.items():
             if key == 'conv_t_pre_sigmoid':
-                assert_close(vals[0], exp['channel_attention_inner'][key], f'{mode}.{key}')
+                assert len(vals) == 1
+                out[f'channel_attention_inner.{key}'] = vals[0]
+            else:  # the max-pooled and the avg-pooled branch
+                for j, v in enumerate(vals):
+                    out[f'channel_attention_inner.{key}[{j}]'] = v
+        out['spatial_attention.out'] = sam(X)
+        out['visual_attention.out'] = dual.visual_attention_module(X)
+        out['textual_attention.weightedContext'], out['textual_attention.attn'] = \
+            dual.textual_attention_module(X, words, mask)
+        out['dual_attention.out'] = dual(X, words, mask)
+        out['h_net2.out'] = net.h_net2(X, words, mask)
+        ih, iw = fix['train']['img_net1']['out'].shape[-2:]  # img_net1 gets a corner of X
+        out['img_net1.out'] = net.img_net1(X[:, :, :ih, :iw])
+    return out
+
+
+def _flatten_expected(exp):
+    flat = {}
+    for part, fields in exp.items():
+        for field, v in fields.items():
+            if field == 'seed':
+                continue
+            if isinstance(v, (list, tuple)):
+                for j, t in enumerate(v):
+                    flat[f'{part}.{field}[{j}]'] = t
             else:
-                assert len(vals) == 2
-                for j in range(2):
-                    assert_close(vals[j], exp['channel_attention_inner'][key][j], f'{mode}.{key}[{j}]')
-        sam = dual.visual_attention_module.spatial_attention_module
-        assert_close(sam(X), exp['spatial_attention']['out'], f'{mode}.spatial_attention')
-        assert_close(dual.visual_attention_module(X), exp['visual_attention']['out'], f'{mode}.visual_attention')
-        ctx, attn = dual.textual_attention_module(X, parts_fix['words_emb'], parts_fix['mask'])
-        assert_close(ctx, exp['textual_attention']['weightedContext'], f'{mode}.textual.weightedContext')
-        assert_close(attn, exp['textual_attention']['attn'], f'{mode}.textual.attn')
-        assert_close(dual(X, parts_fix['words_emb'], parts_fix['mask']), exp['dual_attention']['out'],
-                     f'{mode}.dual_attention')
-        assert_close(net.h_net2(X, parts_fix['words_emb'], parts_fix['mask']), exp['h_net2']['out'],
-                     f'{mode}.h_net2')
-        assert_close(net.img_net1(X[:, :, :16, :16]), exp['img_net1']['out'], f'{mode}.img_net1')
+                flat[f'{part}.{field}'] = v
+    return flat
+
+
+def check_parts(g_fix, parts_fix, mode):
+    net = g_net(g_fix).train(mode == 'train')
+    net64 = module64(net)
+    exp = parts_fix[mode]
+    spec = [('randn', exp['ca_net']['mu'].shape)]  # CA_NET's draw
+    got = _parts(net, parts_fix, seeded(exp['ca_net']['seed'], spec))
+    eps, = seeded_draws(exp['ca_net']['seed'], spec)
+    exact = _parts(net64, parts_fix, float64_replay([('randn', eps)]))
+    expected = _flatten_expected(exp)
+    assert sorted(got) == sorted(expected)
+    for name in got:
+        assert_golden(got[name], exact[name], expected[name], f'{mode}.{name}')
+
+
+@pytest.mark.parametrize('mode', MODES)
+def test_dualattn_g_net_parts(g_fix, parts_fix, mode):
+    check_parts(g_fix, parts_fix, mode)
 
 
 def test_b3_fill_rule(b3_net, b3_fix):
     check_fill(b3_net, b3_fix)
-    assert sum(p.numel() for p in b3_net.parameters()) == b3_fix['n_params'] == 2675610
+    assert sum(p.numel() for p in b3_net.parameters()) == b3_fix['n_params']
+    assert b3_net.branch_num == b3_fix['cfg']['TREE.BRANCH_NUM']
 
 
 @pytest.mark.parametrize('mode', MODES)
@@ -181,8 +243,7 @@ def test_dualattn_g_net_b3(b3_net, b3_fix, mode):
 
 def test_channel_gate_defect(g_fix, parts_fix):
     """Fork defect: 3 of 4 gate positions are sigmoid(conv_t.bias), whatever the input."""
-    net = _net(g_fix['cfg'])
-    net.load_state_dict(g_fix['state_dict'])
+    net = g_net(g_fix)
     cam = net.h_net2.dual_attention_module.visual_attention_module.channel_attention_module
     X = parts_fix['X']
     with torch.no_grad():
@@ -194,21 +255,30 @@ def test_channel_gate_defect(g_fix, parts_fix):
     assert not torch.allclose(gate[:, :, 0::2, 0::2], gate2[:, :, 0::2, 0::2])
 
 
-def test_fork_constraints():
+def test_fork_constraints(g_fix, listing):
+    cfg = g_fix['cfg']
+    ngf, nef, ncf, z_dim, r_num = (cfg[k] for k in ('GAN.GF_DIM', 'TEXT.EMBEDDING_DIM', 'GAN.CONDITION_DIM',
+                                                    'GAN.Z_DIM', 'GAN.R_NUM'))
     with pytest.raises(ValueError, match='GF_DIM'):
-        DualAttn_G_NET(12, 32, 16, 16, 2, 2)
+        DualAttn_G_NET(ngf + 4, nef, ncf, z_dim, r_num, cfg['TREE.BRANCH_NUM'])  # not a multiple of 8
     with pytest.raises(ValueError, match='BRANCH_NUM'):
-        DualAttn_G_NET(8, 32, 16, 16, 2, 4)
-    stage = DualAttn_NEXT_STAGE_G(64, 8, 32, 16, 1)
-    with pytest.raises(ValueError, match='64x64'):
-        stage(torch.zeros(2, 8, 32, 32), torch.zeros(2, 32, 5), None)
-    assert ChannelAttentionModule(128, 32).linear_2.weight.shape == (16384, 2048)
+        DualAttn_G_NET(ngf, nef, ncf, z_dim, r_num, 4)
+    grid = 64  # the fork's stage-2 grid, built in
+    stage = DualAttn_NEXT_STAGE_G(grid, ngf, nef, ncf, 1)
+    B = g_fix['z'].size(0)
+    with pytest.raises(ValueError, match=f'{grid}x{grid}'):
+        stage(torch.zeros(B, ngf, grid // 2, grid // 2), torch.zeros(B, nef, 5), None)
+    # the 128-px stage's linear_2 at the bird config, as keys_bird_dualattn.txt lists it
+    bird_ngf = load_config(REPO_ROOT / 'cfg' / 'bird_dualattn.yml').GAN.GF_DIM
+    key = 'h_net3.dual_attention_module.visual_attention_module.channel_attention_module.linear_2.weight'
+    shapes = {k: shape for k, shape, _ in listing['DualAttn_G_NET']['keys']}
+    assert list(ChannelAttentionModule(2 * grid, bird_ngf).linear_2.weight.shape) == shapes[key]
     # softmax over channels: the spatial module's output sums of attention weights are per-position 1
-    sam = SpatialAttentionModule(64, 8)
-    torch.nn.init.eye_(sam.conv_h.weight.view(8, 8))
+    sam = SpatialAttentionModule(grid, ngf)
+    torch.nn.init.eye_(sam.conv_h.weight.view(ngf, ngf))
     with torch.no_grad():
-        out = sam(torch.ones(1, 8, 64, 64))  # h == 1 everywhere -> output = attention weights, summing to 1
-    torch.testing.assert_close(out.sum(1), torch.ones(1, 64, 64))
+        out = sam(torch.ones(1, ngf, grid, grid))  # h == 1 everywhere -> output = attention weights, summing to 1
+    torch.testing.assert_close(out.sum(1), torch.ones(1, grid, grid))
 
 
 # ------------------------------------------------------------------ layout at the real bird config

@@ -9,9 +9,6 @@ import torch
 from attngan.build import build_discriminators, build_generator, build_image_encoder, build_text_encoder
 from attngan.config import REPO_ROOT, load_config
 
-N_WORDS = 5450  # CUB vocabulary of the released encoders
-
-
 def parse_listing(path):
     """{module: {'params', 'buffer_elems', 'entries', 'children': {name: n}, 'keys': [(k, shape, kind)]}}"""
     sections, cur = {}, None
@@ -32,17 +29,24 @@ def parse_listing(path):
 
 @pytest.fixture(scope='module')
 def listing(golden_dir):
-    return parse_listing(golden_dir / 'keys_bird_attn2.txt')
+    sections = parse_listing(golden_dir / 'keys_bird_attn2.txt')
+    sections['_path'] = golden_dir / 'keys_bird_attn2.txt'
+    return sections
+
+
+def _shapes(section):
+    return {k: shape for k, shape, _ in section['keys']}
 
 
 @pytest.fixture(scope='module')
-def built():
+def built(listing):
     gan_cfg = load_config(REPO_ROOT / 'cfg' / 'bird_attn2.yml')
     damsm_cfg = load_config(REPO_ROOT / 'cfg' / 'DAMSM' / 'bird.yml', ['DAMSM.INCEPTION_WEIGHTS=random'])
     nets = {'G_NET': build_generator(gan_cfg, init_weights=False)}
     for net in build_discriminators(gan_cfg, init_weights=False):
         nets[type(net).__name__] = net
-    nets['RNN_ENCODER'] = build_text_encoder(damsm_cfg, N_WORDS)
+    n_words = _shapes(listing['RNN_ENCODER'])['encoder.weight'][0]  # CUB vocabulary of the released encoders
+    nets['RNN_ENCODER'] = build_text_encoder(damsm_cfg, n_words)
     nets['CNN_ENCODER'] = build_image_encoder(damsm_cfg)
     return nets
 
@@ -63,17 +67,22 @@ def test_layout(listing, built, name):
     assert children == exp['children']
 
 
-def test_image_encoder_trainable_part(built):
+def test_image_encoder_trainable_part(listing, built):
+    """Only emb_features and emb_cnn_code train (the listing's header: 'trainable emb_features+emb_cnn_code=N')."""
     trainable = sum(p.numel() for p in built['CNN_ENCODER'].parameters() if p.requires_grad)
-    assert trainable == 721152
+    children = listing['CNN_ENCODER']['children']
+    assert trainable == children['emb_features'] + children['emb_cnn_code']
+    header = open(listing['_path'], encoding='utf-8').read()
+    m = re.search(r'trainable emb_features\+emb_cnn_code=(\d+)', header)
+    assert m and trainable == int(m.group(1))
 
 
-def test_parameter_counts_are_logged(caplog):
+def test_parameter_counts_are_logged(listing, caplog):
     cfg = load_config(REPO_ROOT / 'cfg' / 'bird_attn2.yml', ['TREE.BRANCH_NUM=1'])
     with caplog.at_level(logging.INFO, logger='attngan.build'):
         build_generator(cfg, init_weights=False)
         build_discriminators(cfg, init_weights=False)
-    assert 'G_NET: ' in caplog.text and 'D_NET64: 6,313,730 parameters' in caplog.text
+    assert 'G_NET: ' in caplog.text and f"D_NET64: {listing['D_NET64']['params']:,} parameters" in caplog.text
 
 
 def test_nef_forced_to_256_outside_training():

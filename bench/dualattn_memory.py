@@ -1,6 +1,6 @@
 """Peak memory and time of one training iteration: AttnGAN vs DualAttnGAN (fork) vs DualAttnGAN (paper).
 
-One iteration = attngan.gan.train_step: frozen text encoder, G forward, 3 D steps, G step with the
+One iteration = attngan.gan.GANStep: frozen text encoder, G forward, 3 D steps, G step with the
 DAMSM losses (Inception image encoder at 299 px), Adam, EMA. Bird config (cfg/bird_attn2.yml,
 cfg/bird_dualattn.yml, cfg/bird_dualattn_paper.yml: GF_DIM 32, DF_DIM 64, 3 stages up to 256 px),
 batch 20 by default for all three (the fork's own config uses 8), vocabulary 5450, 18-word captions,
@@ -70,7 +70,7 @@ def worker(args) -> dict:
 
     from attngan.build import build_discriminators, build_generator, build_image_encoder, build_text_encoder
     from attngan.config import load_config
-    from attngan.gan import copy_G_params, train_step
+    from attngan.gan import GANStep, copy_G_params
     from attngan.models import count_parameters
 
     if args.threads:
@@ -82,7 +82,7 @@ def worker(args) -> dict:
     B, T = args.batch, cfg.TEXT.WORDS_NUM
     torch.manual_seed(0)
     text_encoder = build_text_encoder(cfg, N_WORDS, device).requires_grad_(False).eval()
-    image_encoder = build_image_encoder(cfg, device).requires_grad_(False).eval()
+    image_encoder = build_image_encoder(cfg, device=device).requires_grad_(False).eval()
     netG = build_generator(cfg, device, init_weights=False).train()
     netsD = [d.train() for d in build_discriminators(cfg, device, init_weights=False)]
     adam = dict(lr=cfg.TRAIN.GENERATOR_LR, betas=(0.5, 0.999))
@@ -98,19 +98,17 @@ def worker(args) -> dict:
             for i in range(cfg.TREE.BRANCH_NUM)]
     captions, cap_lens = captions.to(device), cap_lens.to(device)
     class_ids = torch.arange(B)
-    noise = torch.empty(B, cfg.GAN.Z_DIM, device=device)
-    labels = dict(real_labels=torch.ones(B, device=device), fake_labels=torch.zeros(B, device=device),
-                  match_labels=torch.arange(B, device=device))
     sm = cfg.TRAIN.SMOOTH
+    gan_step = GANStep(text_encoder, image_encoder, netG, netsD, optimizerG, optimizersD, avg, batch_size=B,
+                       z_dim=cfg.GAN.Z_DIM, gamma1=sm.GAMMA1, gamma2=sm.GAMMA2, gamma3=sm.GAMMA3, lambda_=sm.LAMBDA,
+                       ema_decay=cfg.TRAIN.EMA_DECAY, device=device)
 
     def sync():
         if cuda:
             torch.cuda.synchronize(device)
 
     def step():
-        out = train_step(text_encoder, image_encoder, netG, netsD, optimizerG, optimizersD, avg, imgs, captions,
-                         cap_lens, class_ids, noise, **labels, gamma1=sm.GAMMA1, gamma2=sm.GAMMA2,
-                         gamma3=sm.GAMMA3, lambda_=sm.LAMBDA, ema_decay=cfg.TRAIN.EMA_DECAY)
+        out, _ = gan_step(imgs, captions, cap_lens, class_ids)
         sync()
         return out
 

@@ -4,7 +4,7 @@ Models (bird configs, 3 stages up to 256 px, vocabulary 5,450, 18-word captions,
 randomly initialised encoders): ``attngan`` (cfg/bird_attn2.yml), ``dualattn`` (the fork's variant,
 cfg/bird_dualattn.yml), ``dualattn_paper`` (cfg/bird_dualattn_paper.yml); and ``toy`` (cfg/toy_attn2.yml as
 the demo trains it: 2 stages up to 128 px, its small widths and SmallCNNEncoder, vocabulary 40). One iteration
-is attngan.gan.train_step: text encoder, G forward, one step per D, the G step with the DAMSM losses, EMA.
+is attngan.gan.GANStep: text encoder, G forward, one step per D, the G step with the DAMSM losses, EMA.
 
 Paths: ``fp32`` (TRAIN.FAST False: the default, matches the goldens) and ``fast`` (TRAIN.FAST True:
 bf16 autocast; on CUDA also channels_last, fused Adam, cudnn.benchmark and, unless --no-compile,
@@ -39,7 +39,7 @@ from attngan.build import (build_discriminators, build_generator, build_image_en
 from attngan.config import load_config  # noqa: E402
 from attngan.engine.fast import adam, fast_path, images_to, prepare_module  # noqa: E402
 from attngan.engine.run import tune_malloc  # noqa: E402
-from attngan.gan import copy_G_params, train_step  # noqa: E402
+from attngan.gan import GANStep, copy_G_params  # noqa: E402
 
 BIRD = ('TREE.BRANCH_NUM=3', 'DAMSM.INCEPTION_WEIGHTS=random')
 #: model -> (config file, its overrides, vocabulary size)
@@ -78,15 +78,13 @@ def build(model: str, fast: bool, batch: int | None, device: torch.device, compi
     imgs = images_to([(torch.rand(batch, 3, 64 * 2 ** i, 64 * 2 ** i, generator=g) * 2 - 1).to(device)
                       for i in range(cfg.TREE.BRANCH_NUM)], fp)
     captions, class_ids = captions.to(device), torch.arange(batch, device=device)
-    noise = torch.empty(batch, cfg.GAN.Z_DIM, device=device)
-    ones, zeros, match = (torch.ones(batch, device=device), torch.zeros(batch, device=device),
-                          torch.arange(batch, device=device))
     sm = cfg.TRAIN.SMOOTH
+    gan_step = GANStep(text_encoder, image_encoder, netG, netsD, optG, optsD, avg, batch_size=batch,
+                       z_dim=cfg.GAN.Z_DIM, gamma1=sm.GAMMA1, gamma2=sm.GAMMA2, gamma3=sm.GAMMA3, lambda_=sm.LAMBDA,
+                       amp_dtype=fp.amp_dtype, device=device)
 
     def step():
-        return train_step(text_encoder, image_encoder, netG, netsD, optG, optsD, avg, imgs, captions, cap_lens,
-                          class_ids, noise, ones, zeros, match, gamma1=sm.GAMMA1, gamma2=sm.GAMMA2,
-                          gamma3=sm.GAMMA3, lambda_=sm.LAMBDA, amp_dtype=fp.amp_dtype)
+        return gan_step(imgs, captions, cap_lens, class_ids)
     return step, fp, batch
 
 
@@ -142,7 +140,7 @@ def main(argv=None) -> None:
                 if device.type == 'cuda':
                     torch.cuda.synchronize(device)
                 t0 = time.perf_counter()
-                out = step()
+                out, _ = step()
                 if device.type == 'cuda':
                     torch.cuda.synchronize(device)
                 times.append(time.perf_counter() - t0)

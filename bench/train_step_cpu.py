@@ -3,7 +3,7 @@
 Setting of the issue: GF_DIM 32, DF_DIM 64, 3 stages (64/128/256 px), batch 2, vocabulary 5450,
 18-word captions, randomly initialised encoders (bird config otherwise: EMBEDDING_DIM 256,
 Z_DIM 100, CONDITION_DIM 100). One iteration = text encoder, G forward, 3 D steps, G step with
-the DAMSM losses, EMA (attngan.gan.train_step). Prints the median of 5 timed iterations after a
+the DAMSM losses, EMA (attngan.gan.GANStep). Prints the median of 5 timed iterations after a
 warm-up. The original code takes about 4.2-5.0 s per iteration on the 2-core CPU of the CI machine.
 
 The default is the faithful path: fp32, NCHW, torch.optim.Adam with its default implementation
@@ -39,13 +39,13 @@ from attngan.engine.run import tune_malloc  # noqa: E402
 from attngan.build import (build_discriminators, build_generator, build_image_encoder,  # noqa: E402
                            build_text_encoder)
 from attngan.config import load_config  # noqa: E402
-from attngan.gan import copy_G_params, train_step  # noqa: E402
+from attngan.gan import GANStep, copy_G_params  # noqa: E402
 
 
 def baseline_step(text_encoder, image_encoder, netG, netsD, optimizerG, optimizersD, avg_param_G, imgs,
                   captions, cap_lens, class_ids, noise, real_labels, fake_labels, match_labels, *,
                   gamma1, gamma2, gamma3, lambda_):
-    """The original condGANTrainer iteration's computation (see --baseline), same numbers as train_step."""
+    """The original condGANTrainer iteration's computation (see --baseline), same numbers as GANStep."""
     import torch.nn.functional as F
     import numpy as np
     from attngan.GlobalAttention import func_attention
@@ -162,10 +162,15 @@ def main():
         if dev.type == 'cuda':
             torch.cuda.synchronize()
 
+    gammas = dict(gamma1=sm.GAMMA1, gamma2=sm.GAMMA2, gamma3=sm.GAMMA3, lambda_=sm.LAMBDA)
+    gan_step = GANStep(text_encoder, image_encoder, netG, netsD, optimizerG, optimizersD, avg,
+                       batch_size=captions.size(0), z_dim=cfg.GAN.Z_DIM, device=dev, **gammas)
+
     def step():
-        return (baseline_step if args.baseline else train_step)(text_encoder, image_encoder, netG, netsD, optimizerG, optimizersD, avg, imgs,
-                          captions, cap_lens, class_ids, noise, **labels, gamma1=sm.GAMMA1, gamma2=sm.GAMMA2,
-                          gamma3=sm.GAMMA3, lambda_=sm.LAMBDA)
+        if args.baseline:
+            return baseline_step(text_encoder, image_encoder, netG, netsD, optimizerG, optimizersD, avg, imgs,
+                                 captions, cap_lens, class_ids, noise, **labels, **gammas)
+        return gan_step(imgs, captions, cap_lens, class_ids)[0]
 
     for _ in range(args.warmup):
         step()

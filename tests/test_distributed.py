@@ -14,7 +14,7 @@ from attngan.config import ConfigError, load_config
 from attngan.engine import distributed as dist
 from attngan.engine.checkpoint import load_train_state
 from attngan.engine.distributed import EpochShardSampler
-from attngan.gan import copy_G_params, train_step
+from attngan.gan import GANStep, copy_G_params
 from attngan.losses import KL_loss, discriminator_loss, generator_loss
 from conftest import REPO_ROOT, TINY_DAMSM, TINY_GAN
 
@@ -106,9 +106,9 @@ def _grad_worker(rank, port, tmp):
     imgs, captions, cap_lens, class_ids = _half(setup, rank)
     s = cfg.TRAIN.SMOOTH
     torch.manual_seed(1000 + rank)
-    out = train_step(text_encoder, image_encoder, ddpG, ddpsD, optG, optsD, avg, imgs, captions, cap_lens,
-                     class_ids, torch.empty(HALF, cfg.GAN.Z_DIM), torch.ones(HALF), torch.zeros(HALF),
-                     torch.arange(HALF), gamma1=s.GAMMA1, gamma2=s.GAMMA2, gamma3=s.GAMMA3, lambda_=s.LAMBDA)
+    step = GANStep(text_encoder, image_encoder, ddpG, ddpsD, optG, optsD, avg, batch_size=HALF, z_dim=cfg.GAN.Z_DIM,
+                   gamma1=s.GAMMA1, gamma2=s.GAMMA2, gamma3=s.GAMMA3, lambda_=s.LAMBDA)
+    out, _ = step(imgs, captions, cap_lens, class_ids)
     torch.save({'gD': [[p.grad.clone() for p in d.parameters()] for d in netsD],
                 'gG': [p.grad.clone() for p in netG.parameters()],
                 'params': [p.detach().clone() for net in (netG, *netsD) for p in net.parameters()],

@@ -1,5 +1,5 @@
 """DualAttn-GAN, paper variant (attngan.dualAttnModel.Paper*), the builder's dispatch and spectral norm, and
-two real training steps (attngan.gan.train_step) of each DualAttnGAN variant on tiny random inputs."""
+two real training steps (attngan.gan.GANStep) of each DualAttnGAN variant on tiny random inputs."""
 import io
 
 import pytest
@@ -12,7 +12,7 @@ from attngan.dualAttnModel import (AttentionEmbedding, DualAttn_G_NET, InvertedR
                                    PaperDualAttn_G_NET, PaperDualAttn_INIT_STAGE_G, PaperSpatialAttention,
                                    apply_spectral_norm, count_spectral_norm, sagan_attention,
                                    spectral_norm_discriminator)
-from attngan.gan import copy_G_params, train_step
+from attngan.gan import GANStep, copy_G_params
 from attngan.models import CNN_ENCODER, D_NET64, GLU, RNN_ENCODER
 
 NGF, NEF, NCF, ZD, T = 8, 16, 8, 8, 6
@@ -301,10 +301,11 @@ def test_two_train_steps(encoders, variant):
     captions[torch.arange(T)[None, :] >= cap_lens[:, None]] = 0
     imgs = [torch.rand(B, 3, 64 * 2 ** i, 64 * 2 ** i, generator=g) * 2 - 1 for i in range(2)]
     before = [p.detach().clone() for p in netG.parameters()]
+    step = GANStep(*encoders, netG, netsD, optG, optsD, avg, batch_size=B, z_dim=cfg.GAN.Z_DIM, gamma1=4.0,
+                   gamma2=5.0, gamma3=10.0, lambda_=5.0)
     for _ in range(2):
-        out = train_step(*encoders, netG, netsD, optG, optsD, avg, imgs, captions, cap_lens, torch.tensor([1, 2, 1]),
-                         torch.empty(B, cfg.GAN.Z_DIM), torch.ones(B), torch.zeros(B), torch.arange(B),
-                         gamma1=4.0, gamma2=5.0, gamma3=10.0, lambda_=5.0)
+        losses, outputs = step(imgs, captions, cap_lens, torch.tensor([1, 2, 1]))
+        out = {**losses, **outputs}
         for k, v in out.items():
             for t in (v if isinstance(v, list) else [v]):
                 if torch.is_tensor(t):

@@ -14,7 +14,7 @@ from attngan.build import build_discriminators, build_generator, build_image_enc
 from attngan.config import load_config
 from attngan.engine import fast as fast_module
 from attngan.engine.fast import FastPath, cpu_has_native_bf16, fast_path
-from attngan.gan import copy_G_params, train_step
+from attngan.gan import GANStep, copy_G_params
 from attngan.losses import _bce
 from attngan.models import D_GET_LOGITS
 from conftest import TINY_GAN
@@ -88,14 +88,13 @@ def _run(amp_dtype, modules, batch, seed=3):
     optsD = [torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999)) for d in netsD]
     avg = copy_G_params(netG)
     imgs, captions, cap_lens, class_ids = batch
-    b = captions.size(0)
-    noise = torch.empty(b, 8)  # TINY_GAN: GAN.Z_DIM=8
+    step = GANStep(text_encoder, image_encoder, netG, netsD, optG, optsD, avg, batch_size=captions.size(0),
+                   z_dim=load_config('cfg/toy_attn2.yml', TINY_GAN).GAN.Z_DIM, gamma1=4.0, gamma2=5.0, gamma3=10.0, lambda_=5.0,
+                   amp_dtype=amp_dtype)
     torch.manual_seed(seed)
     trace = []
     for _ in range(N_STEPS):
-        out = train_step(text_encoder, image_encoder, netG, netsD, optG, optsD, avg, imgs, captions, cap_lens,
-                         class_ids, noise, torch.ones(b), torch.zeros(b), torch.arange(b), gamma1=4.0,
-                         gamma2=5.0, gamma3=10.0, lambda_=5.0, amp_dtype=amp_dtype)
+        out, _ = step(imgs, captions, cap_lens, class_ids)
         assert out['errG_total'].dtype == torch.float32
         trace.append([float(out[k]) for k in ('errD_total', 'errG_total', 'w_loss', 's_loss', 'kl_loss')])
     return torch.tensor(trace, dtype=torch.float64)

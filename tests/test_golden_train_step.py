@@ -4,14 +4,14 @@ import inspect
 import pytest
 import torch
 
-from attngan.gan import copy_G_params, ema_update, format_logs, load_params, train_step
+from attngan.gan import GANStep, copy_G_params, ema_update, format_logs, load_params
 from attngan.models import CNN_ENCODER, D_NET64, D_NET128, D_NET256, G_NET, RNN_ENCODER
 from golden_utils import (NOISE_MULTIPLE, assert_golden, assert_golden_norm, assert_golden_sum, decode_u8,
                           fill_by_rule, float64_replay, load, seeded, seeded_draws)
 
 
 VARIANTS = ['original', 'fused_adam']
-EMA_DECAY = inspect.signature(train_step).parameters['ema_decay'].default  # the original's 0.999
+EMA_DECAY = inspect.signature(GANStep).parameters['ema_decay'].default  # the original's 0.999
 #: No sanity cap on gradient noise: G's gradient comes back through the frozen Inception encoder, where
 #: max-pool argmax and ReLU decisions on near-ties differ between float32 and float64, so whole G
 #: gradients differ by up to about 1e-2 relative (measured), while the forward values (capped) agree to 1e-6.
@@ -63,22 +63,25 @@ def build(golden_dir, float64=False, fused=False):
 
     B = rnn['captions'].size(0)
     dtype = torch.float64 if float64 else torch.float32
-    noise = torch.empty(B, cfg['GAN.Z_DIM'], dtype=dtype)
     imgs = [decode_u8(dfix['real_u8'][i]).to(dtype) for i in range(n_d)]
-    args = (text_encoder, image_encoder, netG, netsD, optimizerG, optimizersD, avg, imgs, rnn['captions'],
-            rnn['cap_lens'], fix['class_ids'], noise, torch.ones(B, dtype=dtype), torch.zeros(B, dtype=dtype),
-            torch.arange(B))
-    kw = dict(gamma1=cfg['TRAIN.SMOOTH.GAMMA1'], gamma2=cfg['TRAIN.SMOOTH.GAMMA2'],
-              gamma3=cfg['TRAIN.SMOOTH.GAMMA3'], lambda_=cfg['TRAIN.SMOOTH.LAMBDA'])
-    return dict(fix=fix, args=args, kw=kw, grads=grads, netG=netG, netsD=netsD, avg=avg, noise=noise, n_d=n_d,
-                optimizerG=optimizerG, optimizersD=optimizersD)
+    step = GANStep(text_encoder, image_encoder, netG, netsD, optimizerG, optimizersD, avg, batch_size=B,
+                   z_dim=cfg['GAN.Z_DIM'], gamma1=cfg['TRAIN.SMOOTH.GAMMA1'], gamma2=cfg['TRAIN.SMOOTH.GAMMA2'],
+                   gamma3=cfg['TRAIN.SMOOTH.GAMMA3'], lambda_=cfg['TRAIN.SMOOTH.LAMBDA'], dtype=dtype)
+    batch = (imgs, rnn['captions'], rnn['cap_lens'], fix['class_ids'])
+    return dict(fix=fix, step=step, batch=batch, grads=grads, netG=netG, netsD=netsD, avg=avg, noise=step.noise,
+                n_d=n_d, optimizerG=optimizerG, optimizersD=optimizersD)
+
+
+def _call(run):
+    losses, outputs = run['step'](*run['batch'])
+    return {**losses, **outputs}
 
 
 def run_step(golden_dir, variant='original'):
     """The float32 iteration, seeded as stored, with the gradients seen by each optimizer step."""
     run = build(golden_dir, fused=variant == 'fused_adam')
     with seeded(run['fix']['seed_before_noise'], _draws(run)):
-        run['out'] = train_step(*run['args'], **run['kw'])
+        run['out'] = _call(run)
     return run
 
 
@@ -95,7 +98,7 @@ def replay_step(golden_dir):
     z, eps = seeded_draws(fix['seed_before_noise'], _draws(run))
     assert torch.equal(z, fix['noise'])
     with float64_replay([('normal_', z), ('randn', eps)]):
-        run['out'] = train_step(*run['args'], **run['kw'])
+        run['out'] = _call(run)
     return run
 
 
@@ -295,9 +298,9 @@ def test_cuda_matches_cpu(golden_dir, monkeypatch):
     optG = torch.optim.Adam(G.parameters(), lr=fix['adam']['lr'], betas=tuple(fix['adam']['betas']))
     avg = copy_G_params(G)
     before = [a.clone() for a in avg]
-    out = train_step(te, ie, G, Ds, optG, opts, avg, [r.to(dev) for r in real], captions.to(dev),
-                     cap_lens.to(dev), class_ids.to(dev), torch.empty(B, z_dim, device=dev),
-                     torch.ones(B, device=dev), torch.zeros(B, device=dev), torch.arange(B, device=dev), **gam)
+    step = GANStep(te, ie, G, Ds, optG, opts, avg, batch_size=B, z_dim=z_dim, device=dev, **gam)
+    losses, outputs = step([r.to(dev) for r in real], captions.to(dev), cap_lens.to(dev), class_ids.to(dev))
+    out = {**losses, **outputs}
     assert out['errG_total'].is_cuda and torch.isfinite(out['errG_total'])
     assert all(a.is_cuda for a in avg) and any(not torch.equal(a, b) for a, b in zip(avg, before))
     format_logs(out, n_d)

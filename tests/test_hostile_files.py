@@ -192,7 +192,7 @@ def test_a_library_bug_keeps_its_traceback(damsm_run, tiny_toy, tmp_path, monkey
     for exc in (ValueError('a bug'), KeyError('a bug'), FileNotFoundError('a bug')):
         def broken(*a, exc=exc, **k):
             raise exc
-        monkeypatch.setattr(attngan.gan, 'train_step', broken)
+        monkeypatch.setattr(attngan.gan.GANStep, '__call__', broken)
         args = ['--cfg', 'cfg/toy_attn2.yml', '--gpu', '-1', '--data_dir', str(tiny_toy),
                 '--output_dir', str(tmp_path / type(exc).__name__)] + _sets(
                     TINY_GAN + [f'TRAIN.NET_E={damsm_run / "Model" / "text_encoder0.pth"}'])

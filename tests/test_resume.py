@@ -153,8 +153,8 @@ def test_sigint_in_an_epochs_last_step_resumes_exactly(ctx, kind, tmp_path, monk
     entry, args = TRAINERS[kind]
     n = ctx[kind]['per_epoch']
     if kind == 'gan':
-        import attngan.gan as mod
-        name = 'train_step'
+        from attngan.gan import GANStep as mod
+        name = '__call__'
     else:
         import attngan.damsm as mod
         name = 'damsm_losses'

@@ -81,14 +81,16 @@ def inception_weights(cfg: Config) -> str:
     return w if w in ('imagenet', 'random') else str(resolve_path(w))
 
 
-def build_image_encoder(cfg: Config, device: Device = None, weights: Optional[str] = None) -> nn.Module:
-    """The DAMSM image encoder (DAMSM.IMAGE_ENCODER: CNN_ENCODER, or SmallCNNEncoder for toy runs) with
-    nef = TEXT.EMBEDDING_DIM, or 256 when TRAIN.FLAG is False.
+def build_image_encoder(cfg: Config, nef: Optional[int] = None, device: Device = None,
+                        weights: Optional[str] = None) -> nn.Module:
+    """The DAMSM image encoder (DAMSM.IMAGE_ENCODER: CNN_ENCODER, or SmallCNNEncoder for toy runs).
 
+    nef: its embedding size; callers that load trained encoders pass TEXT.EMBEDDING_DIM. None applies the
+    original's rule (CNN_ENCODER.__init__): TEXT.EMBEDDING_DIM when TRAIN.FLAG, else 256 ("uniform ranker").
     weights: overrides DAMSM.INCEPTION_WEIGHTS; 'none' when a DAMSM image_encoder file is loaded next.
     """
-    # Original rule (CNN_ENCODER.__init__): outside training, nef is forced to 256 ("uniform ranker")
-    nef = cfg.TEXT.EMBEDDING_DIM if cfg.TRAIN.FLAG else 256
+    if nef is None:
+        nef = cfg.TEXT.EMBEDDING_DIM if cfg.TRAIN.FLAG else 256
     kind = cfg.DAMSM.IMAGE_ENCODER
     if kind == 'small_cnn':
         net = SmallCNNEncoder(nef, image_size=cfg.DAMSM.IMAGE_SIZE, width=cfg.DAMSM.SMALL_CNN_WIDTH)
@@ -97,7 +99,8 @@ def build_image_encoder(cfg: Config, device: Device = None, weights: Optional[st
         raise ConfigError(f"DAMSM.IMAGE_ENCODER: unknown image encoder {kind!r} (expected 'inception_v3' or "
                           "'small_cnn')")
     net = CNN_ENCODER(nef, weights=weights or inception_weights(cfg), align_corners=cfg.DAMSM.ALIGN_CORNERS,
-                      train_trunk=cfg.DAMSM.TRAIN_TRUNK, trunk_bn_eval=cfg.DAMSM.TRUNK_BN_EVAL,
+                      # a trained trunk is not frozen: DAMSM.TRUNK_BN_EVAL is about the frozen one
+                      train_trunk=cfg.DAMSM.TRAIN_TRUNK, trunk_bn_eval=cfg.DAMSM.TRUNK_BN_EVAL and not cfg.DAMSM.TRAIN_TRUNK,
                       image_size=cfg.DAMSM.IMAGE_SIZE)
     return _finish(net, 'CNN_ENCODER', device)
 

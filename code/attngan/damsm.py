@@ -1,36 +1,37 @@
 """DAMSM pretraining: the text encoder (bi-LSTM) and the image encoder (Inception-v3 + two projections).
 
-Faithful to the original ``pretrain_DAMSM.py``: words_loss + sent_loss on each batch, gradient clipping of the
-text encoder only, Adam re-created at every epoch, lr decayed by 0.98 per epoch while above ENCODER_LR / 10
-(both configurable: DAMSM.ADAM_PER_EPOCH, DAMSM.LR_DECAY), ``text_encoder<N>.pth`` / ``image_encoder<N>.pth``
-snapshots. Added: retrieval accuracy on the test split, attention pictures, a JSONL of every logged value, and
-an exactly resumable checkpoint.
+:class:`DAMSMTask` is what :class:`~attngan.engine.trainer.Trainer` drives. Faithful to the original
+``pretrain_DAMSM.py``: words_loss + sent_loss on each batch, gradient clipping of the text encoder only,
+Adam re-created at every epoch, lr decayed by 0.98 per epoch while above ENCODER_LR / 10 (both configurable:
+DAMSM.ADAM_PER_EPOCH, DAMSM.LR_DECAY), ``text_encoder<N>.pth`` / ``image_encoder<N>.pth`` snapshots. Added:
+retrieval accuracy on the test split and attention pictures.
 """
 from __future__ import annotations
 
 import logging
 import re
-import time
 from pathlib import Path
+from typing import Mapping
 
 import torch
-from tqdm import tqdm
 
 from .build import build_image_encoder, build_text_encoder, build_trained_text_encoder
 from .config import Config, ConfigError, resolve_path
 from .data import build_dataloader, build_dataset, prepare_data
 from .engine import distributed as dist
-from .engine.checkpoint import TRAIN_STATE_NAME, atomic_save, rng_state, save_train_state
-from .engine.logger import MetricsWriter
-from .engine.loop import check_finite, epoch_batches, keeps_pictures, stop_reason, train_loader
+from .engine.checkpoint import atomic_save
+from .engine.loop import keeps_pictures
 from .engine.run import Run
-from .engine.signals import GracefulInterrupt
+from .engine.trainer import Task, Trainer
 from .losses import sent_loss, words_loss
 from .metrics.r_precision import r_precision_from_pool
 from .viz import attention_picture, save_png
 from .weights import load_state_dict_file
 
 log = logging.getLogger('attngan')
+
+__all__ = ['DAMSMTask', 'train_damsm', 'damsm_losses', 'evaluate', 'retrieval_accuracy', 'encoder_epoch',
+           'image_encoder_path']
 
 
 def encoder_epoch(path: str) -> int:
@@ -45,16 +46,6 @@ def image_encoder_path(text_encoder_path: str | Path) -> Path:
     """The image encoder saved beside a text encoder (the original's naming rule)."""
     p = Path(text_encoder_path)
     return p.with_name(p.name.replace('text_encoder', 'image_encoder'))
-
-
-def set_train_mode(text_encoder, image_encoder, cfg: Config) -> None:
-    text_encoder.train()
-    image_encoder.train()
-    if cfg.DAMSM.TRUNK_BN_EVAL and not cfg.DAMSM.TRAIN_TRUNK and cfg.DAMSM.IMAGE_ENCODER == 'inception_v3':
-        # the original leaves the frozen trunk in train mode, so its BN running statistics drift
-        for name, m in image_encoder.named_children():
-            if name not in ('emb_features', 'emb_cnn_code'):
-                m.eval()
 
 
 def damsm_losses(image_encoder, text_encoder, imgs, captions, cap_lens, class_ids, labels, cfg: Config):
@@ -120,172 +111,135 @@ def retrieval_accuracy(img_codes: torch.Tensor, sent_codes: torch.Tensor, classe
     return {'r_precision_i2t': i2t.mean, 'r_precision_t2i': t2i.mean, 'r_precision_candidates': r}
 
 
-def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
-    """Train the DAMSM encoders; returns the last epoch's metrics. Stops cleanly on Ctrl-C / SIGTERM."""
-    device = run.device
-    generator = torch.Generator()
-    # shuffled as the original (sorted test batches would hold one class each, whose masked losses are 0),
-    # with a fixed order so that every validation sees the same batches; validation runs on rank 0 only
-    val_generator = torch.Generator()
-    with dist.main_first():  # rank 0 builds a missing image cache alone
+class DAMSMTask(Task):
+    """Train the DAMSM text and image encoders on the train split; validate on the test split each epoch."""
+
+    kind, title, position_key, counter_key = 'damsm', 'DAMSM', 'step', 'global_step'
+
+    def build_dataset(self):
+        cfg = self.cfg
         dataset = build_dataset(cfg, 'train')
-        val_loader, _ = build_dataloader(cfg, 'test', shuffle=True, drop_last=True, device=device,
-                                         vocab_from=dataset, generator=val_generator)
-    loader = train_loader(cfg, dataset, generator, device)
-    batch_size = cfg.TRAIN.BATCH_SIZE
-    log.info('DAMSM: %d train images (%d batches of %d per process), %d test batches, vocabulary %d',
-             len(dataset), len(loader), batch_size, len(val_loader), dataset.n_words)
+        # shuffled as the original (sorted test batches would hold one class each, whose masked losses are
+        # 0), with a fixed order so that every validation sees the same batches; validation runs on rank 0
+        self.val_generator = torch.Generator()
+        self.val_loader, _ = build_dataloader(cfg, 'test', shuffle=True, drop_last=True, device=self.device,
+                                              vocab_from=dataset, generator=self.val_generator)
+        self.dataset = dataset
+        return dataset
 
-    start_epoch, start_step, lr = 0, 0, cfg.TRAIN.ENCODER_LR
-    net_e = resolve_path(cfg.TRAIN.NET_E) if cfg.TRAIN.NET_E and resume_state is None else None
-    if net_e:
-        start_epoch = encoder_epoch(net_e) + 1  # the original continues at N+1 with lr reset to ENCODER_LR
-    text_encoder = (build_trained_text_encoder(cfg, dataset.n_words, net_e) if net_e
-                    else build_text_encoder(cfg, dataset.n_words)).to(device)
-    image_encoder = build_image_encoder(cfg).to(device)
-    if net_e:
-        load_state_dict_file(image_encoder_path(net_e), image_encoder, 'image encoder')
-        log.info('loaded %s and its image encoder; continuing at epoch %d', net_e, start_epoch)
-    # DDP wrappers (the modules themselves outside torchrun) for the training forward only; the plain modules
-    # are clipped, evaluated, saved and loaded. Wrapping copies rank 0's weights to every rank.
-    ddp_text = dist.wrap_ddp(text_encoder, device, sync_bn=cfg.TRAIN.SYNC_BN)
-    ddp_image = dist.wrap_ddp(image_encoder, device, sync_bn=cfg.TRAIN.SYNC_BN)
-    params = list(text_encoder.parameters()) + [p for p in image_encoder.parameters() if p.requires_grad]
-    optimizer_state = None
-    sums = {}
-    if resume_state is not None:
-        text_encoder.load_state_dict(resume_state['text_encoder'])
-        image_encoder.load_state_dict(resume_state['image_encoder'])
-        start_epoch, lr = resume_state['epoch'], resume_state['lr']
-        old_lr = resume_state['config']['TRAIN']['ENCODER_LR']
+    def build(self, dataset, loader, resuming: bool) -> int:
+        cfg, device = self.cfg, self.device
+        log.info('DAMSM: %d test batches, vocabulary %d', len(self.val_loader), dataset.n_words)
+        start_epoch, self.lr = 0, cfg.TRAIN.ENCODER_LR
+        net_e = resolve_path(cfg.TRAIN.NET_E) if cfg.TRAIN.NET_E and not resuming else None
+        if net_e:  # the original continues at N+1 with lr reset to ENCODER_LR
+            start_epoch = encoder_epoch(net_e) + 1
+            self.text_encoder = build_trained_text_encoder(cfg, dataset.n_words, net_e).to(device)
+        else:
+            self.text_encoder = build_text_encoder(cfg, dataset.n_words).to(device)
+        self.image_encoder = build_image_encoder(cfg, cfg.TEXT.EMBEDDING_DIM).to(device)
+        if net_e:
+            load_state_dict_file(image_encoder_path(net_e), self.image_encoder, 'image encoder')
+            log.info('loaded %s and its image encoder; continuing at epoch %d', net_e, start_epoch)
+        # DDP wrappers (the modules themselves outside torchrun) for the training forward only; the plain
+        # modules are clipped, evaluated, saved and loaded. Wrapping copies rank 0's weights to every rank.
+        self.ddp_text = dist.wrap_ddp(self.text_encoder, device, sync_bn=cfg.TRAIN.SYNC_BN)
+        self.ddp_image = dist.wrap_ddp(self.image_encoder, device, sync_bn=cfg.TRAIN.SYNC_BN)
+        self.params = (list(self.text_encoder.parameters())
+                       + [p for p in self.image_encoder.parameters() if p.requires_grad])
+        self.labels = torch.arange(cfg.TRAIN.BATCH_SIZE, device=device)
+        self.optimizer, self.pending_optimizer_state, self.sums = None, None, {}
+        return start_epoch
+
+    def load_state(self, state: Mapping, epoch: int, step: int) -> None:
+        cfg = self.cfg
+        self.text_encoder.load_state_dict(state['text_encoder'])
+        self.image_encoder.load_state_dict(state['image_encoder'])
+        self.lr = state['lr']
+        old_lr = state['config']['TRAIN']['ENCODER_LR']
         if old_lr != cfg.TRAIN.ENCODER_LR:  # a resume that changes ENCODER_LR rescales the decayed lr
-            lr *= cfg.TRAIN.ENCODER_LR / old_lr
-        start_step = dist.rescale_step(resume_state['step'], resume_state.get('world_size', 1))
-        optimizer_state = (resume_state['optimizer'] if start_step > 0 or not cfg.DAMSM.ADAM_PER_EPOCH
-                           else None)
-        sums = resume_state.get('sums', {})
-        log.info('resuming at epoch %d, batch %d (lr %.6g)', start_epoch, start_step, lr)
-        if start_epoch >= cfg.TRAIN.MAX_EPOCH:
-            log.info('the run is complete (TRAIN.MAX_EPOCH=%d); raise TRAIN.MAX_EPOCH to train on',
-                     cfg.TRAIN.MAX_EPOCH)
+            self.lr *= cfg.TRAIN.ENCODER_LR / old_lr
+        if step > 0 or not cfg.DAMSM.ADAM_PER_EPOCH:
+            self.pending_optimizer_state = state['optimizer']
+        self.sums = state.get('sums', {})
 
-    labels = torch.arange(batch_size, device=device)
-    main = dist.is_main()  # only rank 0 validates and writes metrics, pictures and checkpoints
-    interval = cfg.TRAIN.DAMSM_UPDATE_INTERVAL
-    max_steps = cfg.TRAIN.MAX_STEPS
-    global_step = start_epoch * len(loader) + start_step
-    metrics = (MetricsWriter(run.metrics_path, run.root / 'tensorboard' if cfg.TRAIN.TENSORBOARD else None,
-                             resume_step=global_step if resume_state is not None else None)
-               if main else dist.NullMetricsWriter())
-    last = {}
+    def state_dict(self) -> dict:
+        # a collective under torchrun: every rank averages its loss sums
+        sums = dist.mean_over_ranks(self.sums) if dist.is_distributed() else self.sums
+        optimizer = self.optimizer.state_dict() if self.optimizer is not None else self.pending_optimizer_state
+        return dict(lr=self.lr, text_encoder=self.text_encoder.state_dict(),
+                    image_encoder=self.image_encoder.state_dict(), optimizer=optimizer, sums=sums)
 
-    def checkpoint(epoch: int, step: int, optimizer) -> None:
-        """Full state; ``step`` > 0 marks a mid-epoch stop (the batch order of (seed, epoch) is replayed).
-        Every rank calls this (RNG states gathered, loss sums averaged); rank 0 writes."""
-        rng_ranks = dist.gather_rng_states()
-        mean_sums = dist.mean_over_ranks(sums) if dist.is_distributed() else sums
-        if not main:
-            return
-        save_train_state(run.model_dir / TRAIN_STATE_NAME, kind='damsm', epoch=epoch, step=step, lr=lr,
-                         global_step=global_step,
-                         text_encoder=text_encoder.state_dict(), image_encoder=image_encoder.state_dict(),
-                         optimizer=optimizer.state_dict(), sums=mean_sums, seed=run.seed, n_words=dataset.n_words,
-                         config=cfg.to_dict(), rng=rng_state(), rng_ranks=rng_ranks, world_size=dist.world_size())
+    def begin_epoch(self, epoch: int, skip: int) -> None:
+        if self.cfg.DAMSM.ADAM_PER_EPOCH or self.optimizer is None:
+            # the original creates a new Adam at every epoch, so its moment estimates restart each epoch
+            self.optimizer = torch.optim.Adam(self.params, lr=self.lr, betas=(0.5, 0.999))
+        if self.pending_optimizer_state is not None:
+            self.optimizer.load_state_dict(self.pending_optimizer_state)
+            self.pending_optimizer_state = None
+        for group in self.optimizer.param_groups:
+            group['lr'] = self.lr
+        # CNN_ENCODER.train keeps the frozen trunk's BatchNorm in eval mode when DAMSM.TRUNK_BN_EVAL says so
+        self.text_encoder.train()
+        self.image_encoder.train()
+        if skip == 0:
+            self.sums = {}
+        self.keep_pictures = keeps_pictures(epoch, self.cfg)
 
-    run.write_config()  # everything is built: this start will train
-    with GracefulInterrupt() as interrupt:
-        for epoch in range(start_epoch, cfg.TRAIN.MAX_EPOCH):
-            if cfg.DAMSM.ADAM_PER_EPOCH or epoch == start_epoch:
-                # the original creates a new Adam at every epoch, so its moment estimates restart each epoch
-                optimizer = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
-            if optimizer_state is not None:
-                optimizer.load_state_dict(optimizer_state)
-                optimizer_state = None
-            for group in optimizer.param_groups:
-                group['lr'] = lr
-            set_train_mode(text_encoder, image_encoder, cfg)
-            skip = start_step if epoch == start_epoch else 0
-            if skip == 0:
-                sums = {}
-            batches = epoch_batches(loader, generator, run.seed, epoch, skip=skip)
-            if resume_state is not None:
-                # after replaying the skipped batches, so the next draw is the one the stopped run would make
-                dist.restore_rng(resume_state)
-                resume_state = None
-            t0 = time.time()
-            keep = keeps_pictures(epoch, cfg)
-            bar = tqdm(batches, total=len(loader), initial=skip, desc=f'DAMSM epoch {epoch}',
-                       leave=False, dynamic_ncols=True, disable=None if main else True)
-            step = skip
-            why = None
-            for batch in bar:
-                imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, device)
-                text_encoder.zero_grad()
-                image_encoder.zero_grad()
-                losses, attn_maps, _, _ = damsm_losses(ddp_image, ddp_text, imgs[-1], captions, cap_lens,
-                                                       class_ids, labels, cfg)
-                loss = sum(losses.values())
-                check_finite(losses, global_step)
-                loss.backward()
-                # only the text encoder is clipped, as the original
-                torch.nn.utils.clip_grad_norm_(text_encoder.parameters(), cfg.TRAIN.RNN_GRAD_CLIP)
-                optimizer.step()
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + v.detach()  # tensors: no host sync per step
-                step += 1
-                global_step += 1
-                if (step - 1) % interval == 0:
-                    values = dist.mean_over_ranks(losses)
-                    bar.set_postfix({k: f'{v:.2f}' for k, v in values.items()})
-                    metrics.write({'kind': 'damsm_step', 'epoch': epoch, 'step': global_step, **values},
-                                  step=global_step)
-                    if main:  # the original overwrites attention_maps<step>.png every epoch too
-                        kept = [run.image_dir / f'attention_maps_e{epoch}_s{step - 1}.png'] if keep else []
-                        save_png(attention_picture(imgs[-1], captions, dataset.ixtoword, attn_maps),
-                                 run.image_dir / f'attention_maps_latest_s{step - 1}.png', *kept)
-                why = stop_reason(interrupt.stop_requested, max_steps, global_step)
-                if why:
-                    if step < len(loader):
-                        checkpoint(epoch, step, optimizer)
-                        bar.close()
-                        log.info('%s at epoch %d, batch %d: checkpoint written to %s', why, epoch, step,
-                                 run.model_dir / TRAIN_STATE_NAME)
-                        metrics.close()
-                        return last
-                    break  # a stop in the epoch's last step: the epoch's end is done first, then the checkpoint
-            bar.close()
-            n_steps = max(step, 1)
-            train_means = {f'train_{k}': v / n_steps for k, v in dist.mean_over_ranks(sums).items()}
-            val_generator.manual_seed(run.seed)
-            pictures = [run.image_dir / 'val_attention_latest.png']
-            pictures += [run.image_dir / f'val_attention_e{epoch}.png'] if keep else []
-            val = evaluate(image_encoder, text_encoder, val_loader, cfg, device, dataset.ixtoword,
-                           picture_paths=pictures) if main else {}
-            elapsed = time.time() - t0
-            last = {'kind': 'damsm_epoch', 'epoch': epoch, 'step': global_step, 'lr': lr, 'time_s': elapsed,
-                    'images_per_s': len(loader) * batch_size * dist.world_size() / max(elapsed, 1e-9),
-                    **train_means, **val}
-            metrics.write(last, step=global_step)
-            log.info('epoch %d | %.1fs | train w %.3f s %.3f | val w %.3f s %.3f | R@1 img->txt %.3f '
-                     'txt->img %.3f | lr %.6f', epoch, elapsed,
-                     train_means.get('train_w_loss0', 0) + train_means.get('train_w_loss1', 0),
-                     train_means.get('train_s_loss0', 0) + train_means.get('train_s_loss1', 0),
-                     val.get('val_w_loss', float('nan')), val.get('val_s_loss', float('nan')),
-                     val.get('r_precision_i2t', float('nan')), val.get('r_precision_t2i', float('nan')), lr)
-            if lr > cfg.TRAIN.ENCODER_LR / 10.0:
-                lr *= cfg.DAMSM.LR_DECAY
-            final = epoch == cfg.TRAIN.MAX_EPOCH - 1
-            if (epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0 or final) and main:
-                atomic_save(image_encoder.state_dict(), run.model_dir / f'image_encoder{epoch}.pth')
-                atomic_save(text_encoder.state_dict(), run.model_dir / f'text_encoder{epoch}.pth')
-                log.info('saved text_encoder%d.pth and image_encoder%d.pth in %s', epoch, epoch, run.model_dir)
-            sums = {}
-            stop = dist.any_rank(interrupt.stop_requested) or why is not None  # all ranks agree: a collective
-            checkpoint(epoch + 1, 0, optimizer)
-            if stop:
-                log.info('%s after epoch %d: checkpoint written to %s', why or 'interrupted', epoch,
-                         run.model_dir / TRAIN_STATE_NAME)
-                break
-    metrics.close()
-    return last
+    def step(self, batch) -> dict:
+        imgs, captions, cap_lens, class_ids, _ = prepare_data(batch, self.device)
+        self.text_encoder.zero_grad()
+        self.image_encoder.zero_grad()
+        losses, attn_maps, _, _ = damsm_losses(self.ddp_image, self.ddp_text, imgs[-1], captions, cap_lens,
+                                               class_ids, self.labels, self.cfg)
+        sum(losses.values()).backward()
+        # only the text encoder is clipped, as the original
+        torch.nn.utils.clip_grad_norm_(self.text_encoder.parameters(), self.cfg.TRAIN.RNN_GRAD_CLIP)
+        self.optimizer.step()
+        losses = {k: v.detach() for k, v in losses.items()}
+        for k, v in losses.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v  # tensors: no host sync per step
+        self.picture = (imgs[-1], captions, attn_maps)
+        return losses
 
+    def is_log_step(self, step: int, iteration: int, n_batches: int) -> bool:
+        # as the original: steps 0, N, 2N, ... of each epoch (counted from 0)
+        return (step - 1) % self.cfg.TRAIN.DAMSM_UPDATE_INTERVAL == 0
+
+    def after_step(self, epoch: int, step: int, iteration: int, logged: bool) -> None:
+        if logged and self.main:  # the original overwrites attention_maps<step>.png every epoch too
+            image_dir = self.run.image_dir
+            kept = [image_dir / f'attention_maps_e{epoch}_s{step - 1}.png'] if self.keep_pictures else []
+            imgs, captions, attn_maps = self.picture
+            save_png(attention_picture(imgs, captions, self.dataset.ixtoword, attn_maps),
+                     image_dir / f'attention_maps_latest_s{step - 1}.png', *kept)
+        self.picture = None
+
+    def end_epoch(self, epoch: int, n_steps: int, losses) -> dict:
+        cfg = self.cfg
+        train = {f'train_{k}': v / max(n_steps, 1) for k, v in dist.mean_over_ranks(self.sums).items()}
+        self.val_generator.manual_seed(self.run.seed)
+        pictures = [self.run.image_dir / 'val_attention_latest.png']
+        pictures += [self.run.image_dir / f'val_attention_e{epoch}.png'] if self.keep_pictures else []
+        val = evaluate(self.image_encoder, self.text_encoder, self.val_loader, cfg, self.device,
+                       self.dataset.ixtoword, picture_paths=pictures) if self.main else {}
+        record = {'lr': self.lr, **train, **val}
+        log.info('epoch %d | train w %.3f s %.3f | val w %.3f s %.3f | R@1 img->txt %.3f txt->img %.3f | lr %.6f',
+                 epoch, train.get('train_w_loss0', 0) + train.get('train_w_loss1', 0),
+                 train.get('train_s_loss0', 0) + train.get('train_s_loss1', 0),
+                 val.get('val_w_loss', float('nan')), val.get('val_s_loss', float('nan')),
+                 val.get('r_precision_i2t', float('nan')), val.get('r_precision_t2i', float('nan')), self.lr)
+        if self.lr > cfg.TRAIN.ENCODER_LR / 10.0:
+            self.lr *= cfg.DAMSM.LR_DECAY
+        if (epoch % cfg.TRAIN.SNAPSHOT_INTERVAL == 0 or epoch == cfg.TRAIN.MAX_EPOCH - 1) and self.main:
+            model_dir = self.run.model_dir
+            atomic_save(self.image_encoder.state_dict(), model_dir / f'image_encoder{epoch}.pth')
+            atomic_save(self.text_encoder.state_dict(), model_dir / f'text_encoder{epoch}.pth')
+            log.info('saved text_encoder%d.pth and image_encoder%d.pth in %s', epoch, epoch, model_dir)
+        self.sums = {}
+        return record
+
+
+def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
+    """Train the DAMSM encoders; returns the last epoch's metrics record."""
+    return Trainer(cfg, run, DAMSMTask(cfg, run), resume_state).fit()

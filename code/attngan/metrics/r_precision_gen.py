@@ -19,7 +19,6 @@ eval mode; long captions keep a random subset of words, as the original's ``get_
 """
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +40,8 @@ def load_image_encoder(cfg, path: str | os.PathLike, device) -> torch.nn.Module:
     """The DAMSM image encoder in ``path`` (a CNN_ENCODER state_dict), eval mode, on ``device``."""
     from ..build import build_image_encoder
     from ..weights import load_state_dict_file
-    cfg = copy.deepcopy(cfg)
-    # CNN_ENCODER forces nef = 256 outside training (the original's "uniform ranker"); the file
-    # was written with nef = TEXT.EMBEDDING_DIM, which also sizes the sentence embeddings.
-    cfg.TRAIN.FLAG = True
-    net = build_image_encoder(cfg, weights='none')
+    # the file was written with nef = TEXT.EMBEDDING_DIM, which also sizes the sentence embeddings
+    net = build_image_encoder(cfg, cfg.TEXT.EMBEDDING_DIM, weights='none')
     load_state_dict_file(path, net, 'image encoder')
     return net.to(device).eval().requires_grad_(False)
 

@@ -9,11 +9,11 @@ import torch.nn as nn
 from attngan.build import build_discriminators, build_generator
 from attngan.config import REPO_ROOT, load_config
 from attngan.dualAttnModel import (AttentionEmbedding, DualAttn_G_NET, InvertedResidual, PaperChannelAttention,
-                                   PaperDualAttn_G_NET, PaperDualAttn_INIT_STAGE_G, PaperSpatialAttention,
+                                   PaperDualAttn_G_NET, PaperSpatialAttention,
                                    apply_spectral_norm, count_spectral_norm, sagan_attention,
                                    spectral_norm_discriminator)
 from attngan.gan import GANStep, copy_G_params
-from attngan.models import CNN_ENCODER, D_NET64, GLU, RNN_ENCODER
+from attngan.models import CNN_ENCODER, D_NET64, GLU, INIT_STAGE_G, RNN_ENCODER
 
 NGF, NEF, NCF, ZD, T = 8, 16, 8, 8, 6
 
@@ -58,7 +58,7 @@ def test_stage_shapes_and_attention_maps():
 
 @pytest.mark.parametrize('init_relu', ['fc', 'upsample', 'both', 'none'])
 def test_init_stage_relu_choice(init_relu):
-    stage = PaperDualAttn_INIT_STAGE_G(NGF * 16, NCF, ZD, init_relu)
+    stage = INIT_STAGE_G(NGF * 16, NCF, ZD, init_relu)
     relu_fc, relu_up = init_relu in ('fc', 'both'), init_relu in ('upsample', 'both')
     assert stage.fc[0].out_features == NGF * 16 * 16 * (1 if relu_fc else 2)
     assert isinstance(stage.fc[2], nn.ReLU if relu_fc else GLU)
@@ -66,7 +66,7 @@ def test_init_stage_relu_choice(init_relu):
     out = stage(torch.randn(3, ZD), torch.randn(3, NCF))
     assert out.shape == (3, NGF, 64, 64)
     with pytest.raises(ValueError, match='PAPER_INIT_RELU'):
-        PaperDualAttn_INIT_STAGE_G(NGF * 16, NCF, ZD, 'glu')
+        INIT_STAGE_G(NGF * 16, NCF, ZD, 'glu')
 
 
 # ------------------------------------------------------------------ attention modules

@@ -10,12 +10,14 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
 
 from .config import Config
 from .engine.logger import setup_logging
 from .engine.resume import load_resume_state, resume_checkpoint_path, resume_config, saved_config
 from .engine.run import (Run, build_arg_parser, choose_seed, config_from_args, run_name, seed_everything,
                          select_device, start_run)
+from .engine.trainer import Trainer, task_class
 from .errors import AttnGANError
 
 log = logging.getLogger('attngan')
@@ -29,13 +31,12 @@ def _fail(e: Exception) -> int:
     return 2
 
 
-def _training_config(args: argparse.Namespace, kind: str) -> tuple[Config, dict | None, object]:
+def _training_config(args: argparse.Namespace, cfg: Config, kind: str) -> tuple[Config, dict | None, Path | None]:
     """The config of this training start, the checkpoint it resumes (or None) and that run's folder.
 
     With ``--resume`` (or TRAIN.RESUME) the run's saved config is used; without ``--cfg`` it is the base
     that ``--set`` applies to, with ``--cfg`` that file must agree with it (see engine/resume.py).
     """
-    cfg = config_from_args(args)
     if not cfg.TRAIN.RESUME:
         return cfg, None, None
     path = resume_checkpoint_path(cfg.TRAIN.RESUME, cfg.OUTPUT_DIR, run_name(cfg))
@@ -46,10 +47,13 @@ def _training_config(args: argparse.Namespace, kind: str) -> tuple[Config, dict 
     return cfg, {**state, 'changes': changes, 'path': path}, path.resolve().parent.parent
 
 
-def _train(args: argparse.Namespace, kind: str) -> int:
-    """Start (or resume) a training run of ``kind`` ('gan' or 'damsm') and drive it to its end or stop."""
+def _train(args: argparse.Namespace, default_task: str) -> int:
+    """Start (or resume) a training run of TRAIN.TASK (``default_task`` when empty) and drive it to its end
+    or stop."""
     t0 = time.time()
-    cfg, state, root = _training_config(args, kind)
+    cfg = config_from_args(args)
+    task_cls = task_class(cfg.TRAIN.TASK or default_task)
+    cfg, state, root = _training_config(args, cfg, task_cls.kind)
     seed = state['seed'] if state is not None else args.manualSeed
     run: Run = start_run(cfg, seed, args.output_dir, root=root)
     try:
@@ -57,19 +61,13 @@ def _train(args: argparse.Namespace, kind: str) -> int:
             log.info('resuming %s', state['path'])
             for change in state['changes']:
                 log.info('resume: %s (changed on resume)', change)
-        if kind == 'gan':
-            from .gan import train_gan
-            train_gan(cfg, run, resume_state=state)
-        else:
-            from .damsm import train_damsm
-            train_damsm(cfg, run, resume_state=state)
+        Trainer(cfg, run, task_cls(cfg, run), state).fit()
     except BaseException:
         if run.discard_if_unused():
             print(f'note: removed the run folder {run.root}: this start wrote nothing into it', file=sys.stderr)
         raise
-    what = 'training' if kind == 'gan' else 'DAMSM'
-    log.info('%s done in %.1f s; checkpoints in %s, pictures in %s', what, time.time() - t0, run.model_dir,
-             run.image_dir)
+    log.info('%s training done in %.1f s; checkpoints in %s, pictures in %s', task_cls.title, time.time() - t0,
+             run.model_dir, run.image_dir)
     return 0
 
 

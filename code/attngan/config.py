@@ -101,6 +101,7 @@ def get_default_config() -> Config:
             SYNC_BN=False,  # torchrun multi-GPU: SyncBatchNorm in the trained nets (CUDA only; per-rank BN if False)
             TENSORBOARD=False,  # also write TensorBoard scalars (needs the tensorboard package)
             RESUME='',  # '' (no), 'latest' or a path to a full checkpoint (train_state.pt)
+            TASK='',  # what the trainer trains: '' (main.py: 'gan', pretrain_DAMSM.py: 'damsm') or 'package.module:Class'
         ),
         GAN=_c(
             DF_DIM=64,

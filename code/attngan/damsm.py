@@ -21,8 +21,7 @@ from .data import build_dataloader, build_dataset, prepare_data
 from .engine import distributed as dist
 from .engine.checkpoint import atomic_save
 from .engine.loop import keeps_pictures
-from .engine.run import Run
-from .engine.trainer import Task, Trainer
+from .engine.trainer import Task
 from .losses import sent_loss, words_loss
 from .metrics.r_precision import r_precision_from_pool
 from .viz import attention_picture, save_png
@@ -30,7 +29,7 @@ from .weights import load_state_dict_file
 
 log = logging.getLogger('attngan')
 
-__all__ = ['DAMSMTask', 'train_damsm', 'damsm_losses', 'evaluate', 'retrieval_accuracy', 'encoder_epoch',
+__all__ = ['DAMSMTask', 'damsm_losses', 'evaluate', 'retrieval_accuracy', 'encoder_epoch',
            'image_encoder_path']
 
 
@@ -167,7 +166,7 @@ class DAMSMTask(Task):
         # a collective under torchrun: every rank averages its loss sums
         sums = dist.mean_over_ranks(self.sums) if dist.is_distributed() else self.sums
         optimizer = self.optimizer.state_dict() if self.optimizer is not None else self.pending_optimizer_state
-        return dict(lr=self.lr, text_encoder=self.text_encoder.state_dict(),
+        return dict(n_words=self.dataset.n_words, lr=self.lr, text_encoder=self.text_encoder.state_dict(),
                     image_encoder=self.image_encoder.state_dict(), optimizer=optimizer, sums=sums)
 
     def begin_epoch(self, epoch: int, skip: int) -> None:
@@ -238,8 +237,3 @@ class DAMSMTask(Task):
             log.info('saved text_encoder%d.pth and image_encoder%d.pth in %s', epoch, epoch, model_dir)
         self.sums = {}
         return record
-
-
-def train_damsm(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
-    """Train the DAMSM encoders; returns the last epoch's metrics record."""
-    return Trainer(cfg, run, DAMSMTask(cfg, run), resume_state).fit()

@@ -53,16 +53,16 @@ from torch.utils.checkpoint import checkpoint
 
 from .errors import ConfigError
 from .GlobalAttention import GlobalAttentionGeneral, conv1x1
-from .models import CA_NET, GET_IMAGE_G, GLU, ResBlock, conv3x3, upBlock
+from .models import CA_NET, GET_IMAGE_G, INIT_STAGE_G, ResBlock, upBlock
 
 __all__ = [
     # fork variant
     'ChannelAttentionModule', 'SpatialAttentionModule', 'VisualAttentionModule', 'DualAttentionModule',
-    'DualAttn_INIT_STAGE_G', 'DualAttn_NEXT_STAGE_G', 'DualAttn_G_NET',
+    'DualAttn_NEXT_STAGE_G', 'DualAttn_G_NET',
     # paper variant
     'PaperChannelAttention', 'PaperSpatialAttention', 'PaperVisualAttention', 'AttentionEmbedding',
-    'PaperDualAttentionModule', 'InvertedResidual', 'upBlockReLU', 'PaperDualAttn_INIT_STAGE_G',
-    'PaperDualAttn_NEXT_STAGE_G', 'PaperDualAttn_G_NET', 'sagan_attention', 'INIT_RELU_CHOICES',
+    'PaperDualAttentionModule', 'InvertedResidual',
+    'PaperDualAttn_NEXT_STAGE_G', 'PaperDualAttn_G_NET', 'sagan_attention',
     # spectral normalisation
     'SN_LAYER_TYPES', 'apply_spectral_norm', 'spectral_norm_discriminator', 'count_spectral_norm',
 ]
@@ -185,28 +185,6 @@ class DualAttentionModule(nn.Module):
         return torch.cat((hidden_stage_result + results_t, hidden_stage_result + results_v), 1)
 
 
-class DualAttn_INIT_STAGE_G(nn.Module):
-    """First stage: (z B x z_dim, c_code B x ncf) -> B x ngf/16 x 64 x 64; fc is Linear, BN, ReLU (no GLU)."""
-
-    def __init__(self, ngf: int, ncf: int, z_dim: int):
-        super().__init__()
-        self.gf_dim = ngf
-        self.in_dim = z_dim + ncf
-        self.fc = nn.Sequential(
-            nn.Linear(self.in_dim, ngf * 4 * 4, bias=False),
-            nn.BatchNorm1d(ngf * 4 * 4),
-            nn.ReLU())  # the fork's change: ReLU instead of GLU (so no doubled width)
-        self.upsample1 = upBlock(ngf, ngf // 2)
-        self.upsample2 = upBlock(ngf // 2, ngf // 4)
-        self.upsample3 = upBlock(ngf // 4, ngf // 8)
-        self.upsample4 = upBlock(ngf // 8, ngf // 16)
-
-    def forward(self, z_code: torch.Tensor, c_code: torch.Tensor) -> torch.Tensor:
-        out = self.fc(torch.cat((c_code, z_code), 1)).view(-1, self.gf_dim, 4, 4)
-        out = self.upsample2(self.upsample1(out))  # ngf/4 x 16 x 16
-        return self.upsample4(self.upsample3(out))  # ngf/16 x 64 x 64
-
-
 class DualAttn_NEXT_STAGE_G(nn.Module):
     """Refinement stage: h B x C x S x S -> dual attention (2C) -> r_num ResBlocks -> upBlock -> B x C x 2S x 2S.
 
@@ -248,7 +226,7 @@ class DualAttn_G_NET(nn.Module):
         self.word_features_size = nef
         self.sentence_features_size = ncf
         self.ca_net = CA_NET(nef, ncf)
-        self.h_net1 = DualAttn_INIT_STAGE_G(ngf * 16, ncf, z_dim)
+        self.h_net1 = INIT_STAGE_G(ngf * 16, ncf, z_dim, init_relu='fc')  # the fork: Linear, BN, ReLU (no GLU)
         self.img_net1 = GET_IMAGE_G(ngf)
         # Fork defect: grid sizes 64 and 128 are built in (BASE_SIZE 64 only)
         if branch_num > 1:
@@ -275,9 +253,6 @@ class DualAttn_G_NET(nn.Module):
 
 
 # ====================================================================================== paper
-INIT_RELU_CHOICES = ('fc', 'upsample', 'both', 'none')
-
-
 class PaperChannelAttention(nn.Module):
     """CBAM channel attention: x * sigmoid(mlp(avgpool(x)) + mlp(maxpool(x))), pools global over space.
 
@@ -445,40 +420,6 @@ class InvertedResidual(nn.Module):
         return out + x
 
 
-def upBlockReLU(in_planes: int, out_planes: int) -> nn.Sequential:
-    """x2 nearest upsampling, conv3x3 to out_planes, BN, ReLU (upBlock with ReLU instead of GLU)."""
-    return nn.Sequential(nn.Upsample(scale_factor=2, mode='nearest'), conv3x3(in_planes, out_planes),
-                         nn.BatchNorm2d(out_planes), nn.ReLU(inplace=True))
-
-
-class PaperDualAttn_INIT_STAGE_G(nn.Module):
-    """First stage: (z B x z_dim, c_code B x ncf) -> B x ngf/16 x 64 x 64.
-
-    init_relu: where ReLU replaces AttnGAN's GLU: 'fc', 'upsample', 'both' or 'none' (= AttnGAN's stage).
-    """
-
-    def __init__(self, ngf: int, ncf: int, z_dim: int, init_relu: str = 'both'):
-        super().__init__()
-        if init_relu not in INIT_RELU_CHOICES:
-            raise ConfigError(f'GAN.PAPER_INIT_RELU must be one of {INIT_RELU_CHOICES}, got {init_relu!r}')
-        self.gf_dim = ngf
-        self.in_dim = z_dim + ncf
-        relu_fc = init_relu in ('fc', 'both')
-        width = ngf * 4 * 4 * (1 if relu_fc else 2)
-        self.fc = nn.Sequential(nn.Linear(self.in_dim, width, bias=False), nn.BatchNorm1d(width),
-                                nn.ReLU(inplace=True) if relu_fc else GLU())
-        up = upBlockReLU if init_relu in ('upsample', 'both') else upBlock
-        self.upsample1 = up(ngf, ngf // 2)
-        self.upsample2 = up(ngf // 2, ngf // 4)
-        self.upsample3 = up(ngf // 4, ngf // 8)
-        self.upsample4 = up(ngf // 8, ngf // 16)
-
-    def forward(self, z_code: torch.Tensor, c_code: torch.Tensor) -> torch.Tensor:
-        out = self.fc(torch.cat((c_code, z_code), 1)).view(-1, self.gf_dim, 4, 4)
-        out = self.upsample2(self.upsample1(out))
-        return self.upsample4(self.upsample3(out))
-
-
 class PaperDualAttn_NEXT_STAGE_G(nn.Module):
     """Refinement stage: h B x C x H x W -> dual attention + embedding (2C) -> r_num inverted residuals ->
     upBlock -> (B x C x 2H x 2W, word attention B x T x H x W).
@@ -521,7 +462,7 @@ class PaperDualAttn_G_NET(nn.Module):
             raise ConfigError(f'GAN.GF_DIM must be a positive integer, got {ngf}')
         self.branch_num = branch_num
         self.ca_net = CA_NET(nef, ncf)
-        self.h_net1 = PaperDualAttn_INIT_STAGE_G(ngf * 16, ncf, z_dim, init_relu)
+        self.h_net1 = INIT_STAGE_G(ngf * 16, ncf, z_dim, init_relu)
         self.img_net1 = GET_IMAGE_G(ngf)
         stage = dict(ngf=ngf, nef=nef, r_num=r_num, cam_reduction=cam_reduction, sam_pool=sam_pool,
                      ir_expansion=ir_expansion, ir_checkpoint=ir_checkpoint, aem_conv=aem_conv,

@@ -37,14 +37,13 @@ from .engine import distributed as dist
 from .engine.checkpoint import atomic_save
 from .engine.fast import adam, fast_path, images_to, prepare_module
 from .engine.loop import keeps_pictures
-from .engine.run import Run
-from .engine.trainer import Task, Trainer
+from .engine.trainer import Task
 from .losses import KL_loss, discriminator_loss, format_g_logs, generator_loss, words_loss
 from .sampling import encode_text
 from .viz import attention_picture, sample_grid, save_png
 from .weights import load_state_dict_file
 
-__all__ = ['GANStep', 'GANTask', 'format_logs', 'copy_G_params', 'load_params', 'ema_update', 'train_gan',
+__all__ = ['GANStep', 'GANTask', 'format_logs', 'copy_G_params', 'load_params', 'ema_update',
            'generator_epoch', 'load_frozen_encoders', 'save_pictures']
 
 log = logging.getLogger('attngan')
@@ -290,7 +289,7 @@ class GANTask(Task):
         self.fixed_noise.copy_(state['fixed_noise'])
 
     def state_dict(self) -> dict:
-        return dict(netG=self.netG.state_dict(), netsD=[d.state_dict() for d in self.netsD],
+        return dict(n_words=self.dataset.n_words, netG=self.netG.state_dict(), netsD=[d.state_dict() for d in self.netsD],
                     avg_params=[p.detach().cpu() for p in self.avg_params], optimizerG=self.optimizerG.state_dict(),
                     optimizersD=[o.state_dict() for o in self.optimizersD], fixed_noise=self.fixed_noise.cpu())
 
@@ -349,8 +348,3 @@ class GANTask(Task):
         for i, d in enumerate(self.netsD):
             atomic_save(d.state_dict(), model_dir / f'netD{i}.pth')
         log.info('saved netG_epoch_%d.pth and %d netD files in %s', epoch, len(self.netsD), model_dir)
-
-
-def train_gan(cfg: Config, run: Run, resume_state: dict | None = None) -> dict:
-    """Train G and the Ds; returns the last epoch's metrics record."""
-    return Trainer(cfg, run, GANTask(cfg, run), resume_state).fit()

@@ -24,8 +24,9 @@ from .GlobalAttention import GlobalAttentionGeneral, conv1x1
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    'GLU', 'conv1x1', 'conv3x3', 'upBlock', 'Block3x3_relu', 'ResBlock', 'RNN_ENCODER', 'CNN_ENCODER',
-    'CA_NET', 'INIT_STAGE_G', 'NEXT_STAGE_G', 'GET_IMAGE_G', 'G_NET', 'G_DCGAN', 'Block3x3_leakRelu',
+    'GLU', 'conv1x1', 'conv3x3', 'upBlock', 'upBlockReLU', 'Block3x3_relu', 'ResBlock', 'RNN_ENCODER',
+    'CNN_ENCODER', 'CA_NET', 'INIT_STAGE_G', 'INIT_RELU_CHOICES', 'NEXT_STAGE_G', 'GET_IMAGE_G', 'G_NET',
+    'G_DCGAN', 'Block3x3_leakRelu',
     'downBlock', 'encode_image_by_16times', 'D_GET_LOGITS', 'D_NET64', 'D_NET128', 'D_NET256',
     'weights_init', 'count_parameters', 'INCEPTION_URL', 'INCEPTION_FILE', 'InceptionWeightsError',
 ]
@@ -425,22 +426,41 @@ class CA_NET(nn.Module):
         return self.reparametrize(mu, logvar), mu, logvar
 
 
-class INIT_STAGE_G(nn.Module):
-    """First stage: (z B x z_dim, c_code B x ncf) -> B x ngf/16 x 64 x 64."""
+def upBlockReLU(in_planes: int, out_planes: int) -> nn.Sequential:
+    """x2 nearest upsampling, conv3x3 to out_planes, BN, ReLU (upBlock with ReLU instead of GLU; same keys)."""
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode='nearest'), conv3x3(in_planes, out_planes),
+                         nn.BatchNorm2d(out_planes), nn.ReLU(inplace=True))
 
-    def __init__(self, ngf: int, ncf: int, z_dim: int):
+
+#: Where the first stage uses ReLU instead of AttnGAN's GLU: 'none' (AttnGAN), 'fc' (the DualAttnGAN fork:
+#: its fc only), 'upsample', 'both' (the DualAttnGAN paper: "ReLU instead of GLU in stage 1").
+INIT_RELU_CHOICES = ('none', 'fc', 'upsample', 'both')
+
+
+class INIT_STAGE_G(nn.Module):
+    """First stage: (z B x z_dim, c_code B x ncf) -> B x ngf/16 x 64 x 64.
+
+    init_relu: one of :data:`INIT_RELU_CHOICES`. A ReLU fc has half the width of a GLU one (GLU halves its
+    input); the state_dict keys are the same in every case (fc.0, fc.1, upsample<k>.1, upsample<k>.2).
+    """
+
+    def __init__(self, ngf: int, ncf: int, z_dim: int, init_relu: str = 'none'):
         super().__init__()
+        if init_relu not in INIT_RELU_CHOICES:
+            raise ConfigError(f'GAN.PAPER_INIT_RELU must be one of {INIT_RELU_CHOICES}, got {init_relu!r}')
         self.gf_dim = ngf
         self.in_dim = z_dim + ncf
-        nz = self.in_dim
+        relu_fc = init_relu in ('fc', 'both')
+        width = ngf * 4 * 4 * (1 if relu_fc else 2)
         self.fc = nn.Sequential(
-            nn.Linear(nz, ngf * 4 * 4 * 2, bias=False),
-            nn.BatchNorm1d(ngf * 4 * 4 * 2),
-            GLU())
-        self.upsample1 = upBlock(ngf, ngf // 2)
-        self.upsample2 = upBlock(ngf // 2, ngf // 4)
-        self.upsample3 = upBlock(ngf // 4, ngf // 8)
-        self.upsample4 = upBlock(ngf // 8, ngf // 16)
+            nn.Linear(self.in_dim, width, bias=False),
+            nn.BatchNorm1d(width),
+            nn.ReLU(inplace=True) if relu_fc else GLU())
+        up = upBlockReLU if init_relu in ('upsample', 'both') else upBlock
+        self.upsample1 = up(ngf, ngf // 2)
+        self.upsample2 = up(ngf // 2, ngf // 4)
+        self.upsample3 = up(ngf // 4, ngf // 8)
+        self.upsample4 = up(ngf // 8, ngf // 16)
 
     def forward(self, z_code: torch.Tensor, c_code: torch.Tensor) -> torch.Tensor:
         c_z_code = torch.cat((c_code, z_code), 1)  # c first, then z, as the original

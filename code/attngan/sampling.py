@@ -17,7 +17,7 @@ from tqdm import tqdm
 from .build import build_generator, build_trained_text_encoder
 from .config import Config, ConfigError, resolve_path
 from .data import build_dataset, encode_caption, load_examples, load_text_data, data_dir_from_cfg
-from .viz import attention_picture, save_png
+from .viz import attention_picture, save_png, to_uint8
 from .weights import load_state_dict_file
 
 log = logging.getLogger('attngan')
@@ -64,9 +64,8 @@ def encode_text(text_encoder, captions: torch.Tensor, cap_lens: torch.Tensor):
 
 
 def save_uint8(img: torch.Tensor, path: Path) -> None:
-    """3 x H x W in [-1, 1] -> PNG, as the original ((x + 1) * 127.5, truncated to uint8)."""
-    arr = ((img.detach().float().cpu().numpy() + 1.0) * 127.5).astype(np.uint8)
-    Image.fromarray(np.transpose(arr, (1, 2, 0))).save(path)
+    """3 x H x W in [-1, 1] -> PNG, converted as viz.to_uint8 (the original's rule)."""
+    Image.fromarray(to_uint8(img[None])[0]).save(path)
 
 
 @torch.no_grad()

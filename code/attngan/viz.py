@@ -22,9 +22,11 @@ PAD = 2
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """B x 3 x H x W in [-1, 1] -> B x H x W x 3 uint8 (as the original: (x + 1) * 127.5)."""
+    """B x 3 x H x W in [-1, 1] -> B x H x W x 3 uint8, as the original writes its samples and attention
+    pictures: (x + 1) * 127.5, truncated (``astype(np.uint8)``). Clamped first, which changes nothing for
+    the tanh outputs of G but keeps an interpolated picture from wrapping around."""
     x = images.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5)
-    return x.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return x.to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def sample_grid(stage_images: Sequence[torch.Tensor], max_samples: int = 8) -> np.ndarray:

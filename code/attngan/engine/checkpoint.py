@@ -85,7 +85,7 @@ def load_train_state(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise MissingFileError(f'resume: no checkpoint at {path}')
     state = read_torch_file(path, 'resume', safe_globals=_legacy_numpy_globals())
-    if not isinstance(state, dict) or state.get('kind') not in ('gan', 'damsm') or 'epoch' not in state:
+    if not isinstance(state, dict) or not isinstance(state.get('kind'), str) or 'epoch' not in state:
         raise CheckpointError(f'resume: {path} is not a train_state.pt of this project (no kind/epoch entries)')
     return state
 

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import torch
 from tqdm import tqdm
 
-from ..config import Config
+from ..config import Config, ConfigError
 from . import distributed as dist
 from .checkpoint import TRAIN_STATE_NAME, rng_state, save_train_state
 from .logger import MetricsWriter
@@ -36,7 +36,10 @@ from .signals import GracefulInterrupt
 
 log = logging.getLogger('attngan')
 
-__all__ = ['Task', 'Trainer']
+__all__ = ['Task', 'Trainer', 'TASKS', 'task_class']
+
+#: The built-in tasks by name (TRAIN.TASK); any other task is named 'package.module:Class'.
+TASKS = {'gan': 'attngan.gan:GANTask', 'damsm': 'attngan.damsm:DAMSMTask'}
 
 
 class Task:
@@ -247,6 +250,26 @@ class Trainer:
         if not self.main:
             return
         save_train_state(self.run.model_dir / TRAIN_STATE_NAME, kind=self.task.kind, epoch=epoch, step=step,
-                         **{self.task.counter_key: self.iteration}, seed=self.run.seed, n_words=self.dataset.n_words,
+                         **{self.task.counter_key: self.iteration}, seed=self.run.seed,
                          config=self.cfg.to_dict(), rng=rng_state(), rng_ranks=rng_ranks,
                          world_size=dist.world_size(), **task_state)
+
+
+def task_class(name: str) -> type[Task]:
+    """The Task subclass TRAIN.TASK names: a key of :data:`TASKS` or ``'package.module:Class'`` (an importable
+    module; a new model is one task file and a config that names it)."""
+    import importlib
+    target = TASKS.get(name, name)
+    module_name, _, cls_name = target.partition(':')
+    if not module_name or not cls_name:
+        raise ConfigError(f"TRAIN.TASK={name!r}: expected one of {sorted(TASKS)} or 'package.module:Class'")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name):  # the named module itself, not one it imports
+            raise ConfigError(f'TRAIN.TASK={name!r}: no module {module_name!r}') from None
+        raise
+    cls = getattr(module, cls_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ConfigError(f'TRAIN.TASK={name!r}: {module_name} has no Task subclass {cls_name!r}')
+    return cls

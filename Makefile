@@ -9,9 +9,12 @@ PY := $(VENV)/bin/python
 setup: $(VENV)/.installed
 
 # --system-site-packages: a torch already installed system-wide (often a large CUDA build) is reused.
-$(VENV)/.installed: requirements.txt requirements-test.txt
+# The package itself is installed editable from code/ (pyproject.toml): `import attngan` and the attngan-*
+# console scripts work from any folder, and edits take effect without reinstalling.
+$(VENV)/.installed: requirements.txt requirements-test.txt pyproject.toml
 	$(PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 demo: setup

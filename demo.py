@@ -17,11 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from attngan.engine.fast import cpu_has_native_bf16
+
 ROOT = Path(__file__).resolve().parent
 PY = sys.executable
-sys.path.insert(0, str(ROOT / 'code'))
-
-from attngan.engine.fast import cpu_has_native_bf16  # noqa: E402
 
 
 def step(title: str, args: list[str]) -> None:

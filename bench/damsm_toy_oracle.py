@@ -40,18 +40,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / 'code'))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
+import numpy as np
+import torch
+import torch.nn as nn
 
-from attngan.build import build_image_encoder, build_text_encoder  # noqa: E402
-from attngan.config import load_config  # noqa: E402
-from attngan.damsm import retrieval_accuracy  # noqa: E402
-from attngan.data import build_dataloader, build_dataset, prepare_data  # noqa: E402
-from attngan.data.toy import load_attributes, tokenize  # noqa: E402
-from attngan.losses import sent_loss, words_loss  # noqa: E402
+from attngan.build import build_image_encoder, build_text_encoder
+from attngan.config import load_config
+from attngan.damsm import retrieval_accuracy
+from attngan.data import build_dataloader, build_dataset, prepare_data
+from attngan.data.toy import load_attributes, tokenize
+from attngan.losses import sent_loss, words_loss
 
 
 class AttributeCodes:

@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / 'code'))
 
-import torch  # noqa: E402
+import torch
 
-from attngan.data import TextDataset, load_text_data  # noqa: E402
+from attngan.data import TextDataset, load_text_data
 
 
 def epoch_rate(loader, epochs: int) -> float:

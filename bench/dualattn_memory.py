@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'code'))
 
 CONFIGS = {'attngan': 'bird_attn2.yml', 'fork': 'bird_dualattn.yml', 'paper': 'bird_dualattn_paper.yml'}
 N_WORDS = 5450

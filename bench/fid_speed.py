@@ -24,14 +24,13 @@ from multiprocessing import Pool
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / 'code'))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
 
-from attngan.metrics import fid as F  # noqa: E402
-from attngan.metrics.inception import FIDInceptionV3, rule_filled_state_dict  # noqa: E402
+from attngan.metrics import fid as F
+from attngan.metrics.inception import FIDInceptionV3, rule_filled_state_dict
 
 
 def _make_image(args):

@@ -24,22 +24,20 @@ import argparse
 import logging
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'code'))
 
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from attngan.build import (build_discriminators, build_generator, build_image_encoder,  # noqa: E402
+from attngan.build import (build_discriminators, build_generator, build_image_encoder,
                            build_text_encoder)
-from attngan.config import load_config  # noqa: E402
-from attngan.engine.fast import adam, fast_path, images_to, prepare_module  # noqa: E402
-from attngan.engine.run import tune_malloc  # noqa: E402
-from attngan.gan import GANStep, copy_G_params  # noqa: E402
+from attngan.config import load_config
+from attngan.engine.fast import adam, fast_path, images_to, prepare_module
+from attngan.engine.run import tune_malloc
+from attngan.gan import GANStep, copy_G_params
 
 BIRD = ('TREE.BRANCH_NUM=3', 'DAMSM.INCEPTION_WEIGHTS=random')
 #: model -> (config file, its overrides, vocabulary size)

@@ -26,20 +26,18 @@ gradients, a per-parameter EMA loop, log strings every iteration, glibc's defaul
 import argparse
 import logging
 import statistics
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'code'))
 
-import torch  # noqa: E402
+import torch
 
-from attngan.engine.run import tune_malloc  # noqa: E402
-from attngan.build import (build_discriminators, build_generator, build_image_encoder,  # noqa: E402
+from attngan.engine.run import tune_malloc
+from attngan.build import (build_discriminators, build_generator, build_image_encoder,
                            build_text_encoder)
-from attngan.config import load_config  # noqa: E402
-from attngan.gan import GANStep, copy_G_params  # noqa: E402
+from attngan.config import load_config
+from attngan.gan import GANStep, copy_G_params
 
 
 def baseline_step(text_encoder, image_encoder, netG, netsD, optimizerG, optimizersD, avg_param_G, imgs,

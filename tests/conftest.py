@@ -1,14 +1,14 @@
-"""Shared test fixtures: import path, thread count, and the optional ../shared folders."""
+"""Shared test fixtures: thread count, the optional ../shared folders, tiny toy data and configs.
+
+The package is imported as installed (``make test`` runs ``pip install -e .`` first).
+"""
 import os
-import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / 'code'))
-
-import torch  # noqa: E402
 
 # The golden fixtures were made with 2 threads; ATTNGAN_TEST_THREADS=1 checks that the tolerances hold
 # with another reduction order too.

@@ -16,11 +16,10 @@ from attngan.data.check import check_data
 from attngan.data.safe_pickle import UnsafePickleError, safe_load
 from attngan.data.transforms import load_image
 from attngan.errors import AttnGANError
+from attngan.commands import prepare_data
 from data_fixtures import make_cub
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-import prepare_data  # noqa: E402
 
 K = 3  # captions per image of make_cub's files that the tests use
 

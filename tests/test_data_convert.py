@@ -3,7 +3,6 @@ import csv
 import json
 import os
 import pickle
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +13,10 @@ from attngan.data import CaptionError, LayoutError, TextDataset, load_text_data
 from attngan.data import convert as C
 from attngan.data.convert import coco_annotation_files, convert_coco, convert_custom, read_coco_captions
 from attngan.data.safe_pickle import safe_load
+from attngan.commands import prepare_data
 from data_fixtures import COCO_CAPTIONS, make_coco_json, write_jpeg
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-import prepare_data  # noqa: E402
 
 
 def five(i):

@@ -20,10 +20,7 @@ from conftest import REPO_ROOT, TINY_DAMSM, TINY_GAN
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(f'eval_{name}', REPO_ROOT / 'eval' / f'{name}.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module(f'attngan.commands.{name}')
 
 
 compare = _script('compare')
@@ -134,7 +131,7 @@ def test_compare_two_runs_two_epochs(runs, tmp_path, monkeypatch, capsys):
     for stem in ('is', 'fid', 'r_precision'):
         img = np.asarray(Image.open(out / f'{stem}.png').convert('RGB')).astype(int)
         assert img.shape == (560, 900, 3)
-        for color in compare.PALETTE[:2]:  # a legend entry (and a line, which may hide the other) per model
+        for color in MPL_COLORS:  # a line (kept apart from the other) and a legend entry per model
             assert (np.abs(img - np.array(color)).sum(axis=2) < 12).sum() > 15, (stem, color)
 
 
@@ -213,24 +210,36 @@ def test_generator_r_precision_constructed(runs, sign, expected):
     assert res.result.n_candidates == 10 and res.mismatch_rule.startswith('other classes')
 
 
+MPL_COLORS = [(31, 119, 180), (255, 127, 14)]  # matplotlib's first two default line colours
+
+
 def _pixels(path, color, tol=12):
     img = np.asarray(Image.open(path).convert('RGB')).astype(int)
     return (np.abs(img - np.array(color)).sum(axis=2) < tol)
 
 
-def test_plot_lines_gaps_and_empty(tmp_path):
-    series = {'a': [(100, 20.0, None), (150, 18.0, None), (200, math.nan, None), (250, 15.0, None)],
-              'b': [(100, 30.0, 2.0), (150, 28.0, 1.0), (200, 25.0, 1.0), (250, 24.0, 0.5)]}
-    compare.plot_metric(tmp_path / 'p.png', 'FID vs epoch', series, 'lower is better', 'smoke test')
-    a, b = (_pixels(tmp_path / 'p.png', c) for c in compare.PALETTE[:2])
-    assert a.sum() > 150 and b.sum() > 300  # b: a longer line, and error bars
-    rows_a, rows_b = np.nonzero(a)[0], np.nonzero(b)[0]
-    assert np.median(rows_a) > np.median(rows_b)  # a's values are lower: drawn lower on the image
-    # a's line stops at the NaN: its pixels span epochs 100-150 (x ~ 140-370) and 250 (x ~ 830),
-    # nothing in between (the legend sits at x > 750)
-    cols = np.nonzero(a.any(axis=0))[0]
-    assert cols.min() < 200 and cols.max() > 800 and not a[:, 400:740].any() and b[:, 400:740].any()
-    assert _pixels(tmp_path / 'p.png', (200, 0, 0), 12).sum() > 20  # the warning line
-    compare.plot_metric(tmp_path / 'e.png', 'IS', {'a': [(1, math.nan, None)]})
-    assert Image.open(tmp_path / 'e.png').size == (900, 560)
-    assert compare.nice_ticks(17, 28) == [15.0, 17.5, 20.0, 22.5, 25.0, 27.5, 30.0]
+def test_plot_keeps_identical_series_apart_with_gaps_and_ranges(tmp_path):
+    same = [(100, 0.5, None), (150, 0.6, 0.05), (200, math.nan, None), (250, 0.98, 0.05)]
+    plot = compare.plot_metric(tmp_path / 'p.png', 'R-precision vs epoch', {'a': same, 'b': list(same)},
+                               'higher is better', 'smoke test', value_range=(0.0, 1.0))
+    assert Image.open(tmp_path / 'p.png').size == (900, 560)
+    (xa, ya), (xb, yb) = plot.lines['a'], plot.lines['b']
+    assert all(u < v for u, v in zip(xa, xb)) and max(v - u for u, v in zip(xa, xb)) < 0.05 * (250 - 100)
+    assert math.isnan(ya[2]) and math.isnan(yb[2])  # a gap, not a line through the missing epoch
+    assert 0.0 <= plot.ylim[0] < 0.5 and 0.98 < plot.ylim[1] <= 1.0  # 0.98 + 0.05 would pass 1
+    for color in MPL_COLORS:  # both coinciding series are visible
+        assert _pixels(tmp_path / 'p.png', color).sum() > 50, color
+    low = compare.plot_metric(tmp_path / 'low.png', 'R-precision', {'a': [(1, 0.01, 0.05), (2, 0.02, 0.05)]},
+                              value_range=(0.0, 1.0))
+    assert low.ylim[0] == 0.0  # the error bars would take the axis below 0
+    empty = compare.plot_metric(tmp_path / 'e.png', 'IS', {'a': [(1, math.nan, None)]})
+    assert Image.open(tmp_path / 'e.png').size == (900, 560) and math.isnan(empty.lines['a'][1][0])
+
+
+def test_inception_weights_cell_only_when_is_or_fid_ran():
+    class Args:
+        random_weights = False
+    assert compare.inception_weights(Args, {'rprec'}) == ''
+    assert compare.inception_weights(Args, {'is', 'rprec'}) == 'pretrained'
+    Args.random_weights = True
+    assert compare.inception_weights(Args, {'fid'}) == 'random (smoke test)'

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from attngan.cli import main, pretrain_damsm
-from conftest import REPO_ROOT, TINY_DAMSM, TINY_GAN
+from conftest import TINY_DAMSM, TINY_GAN
 
 
 class _RunsCode:
@@ -55,10 +55,7 @@ def _one_line(err: str) -> str:
 
 
 def _load_eval(name):
-    spec = importlib.util.spec_from_file_location(f'eval_{name}', REPO_ROOT / 'eval' / f'{name}.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module(f'attngan.commands.{name}')
 
 
 @pytest.fixture(scope='module')

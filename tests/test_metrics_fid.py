@@ -1,6 +1,5 @@
 """FID: agreement with pytorch-fid (same rule-filled weights), the Fréchet distance against
 closed forms, .npz statistics, bad input, and the eval/fid.py command line."""
-import importlib.util
 import inspect
 import types
 import warnings
@@ -317,10 +316,8 @@ def test_real_prep_cub_bbox(tmp_path):
 
 
 def _cli():
-    spec = importlib.util.spec_from_file_location('eval_fid', REPO / 'eval' / 'fid.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from attngan.commands import fid
+    return fid
 
 
 def test_cli_missing_weights_names_file_and_url(tmp_path, folders, monkeypatch, capsys):

@@ -79,10 +79,7 @@ def test_classifier_logits_use_pil_resize_and_unit_range(tmp_path):
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name.replace('/', '_'), REPO / 'eval' / f'{name}.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module(f'attngan.commands.{name}')
 
 
 def test_cli_missing_imagenet_weights(tmp_path, monkeypatch, capsys):

@@ -1,6 +1,5 @@
 """The embedded default dataset (attngan.data.toy, data/make_toy.py): layout, determinism, class split,
 and captions that say what the pixels show."""
-import importlib.util
 import json
 import pickle
 import re
@@ -327,9 +326,7 @@ def test_cli_bad_value_is_one_line(tmp_path):
 
 
 def _cli():
-    spec = importlib.util.spec_from_file_location('make_toy_cli', REPO / 'data' / 'make_toy.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from attngan.commands import make_toy as module
     return module.main
 
 

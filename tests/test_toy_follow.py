@@ -193,9 +193,7 @@ def test_cache_is_reused_and_keyed(toy, monkeypatch):
 
 def test_cli(toy, real_report, tmp_path, capsys):
     data, cache, _, _ = toy
-    spec = importlib.util.spec_from_file_location('toy_follow_cli', REPO / 'eval' / 'toy_follow.py')
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    from attngan.commands import toy_follow as cli
     gen = tmp_path / 'single'
     _write_as_generated(data, gen)
     out = tmp_path / 'r.json'

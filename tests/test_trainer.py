@@ -108,3 +108,30 @@ def test_task_names():
                        (f'{__name__}:Points', 'no Task subclass')]:
         with pytest.raises(ConfigError, match=match):
             task_class(bad)
+
+
+def test_tensorboard_scalars_and_a_clear_warning_without_the_package(tiny_toy, tmp_path, monkeypatch, caplog):
+    """TRAIN.TENSORBOARD mirrors the logged scalars into TensorBoard event files (the optional extra
+    ``pip install -e .[tensorboard]``); without the package the run goes on with metrics.jsonl and says so."""
+    pytest.importorskip('tensorboard')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = tmp_path / 'tb'
+    assert pretrain_damsm(_args(tiny_toy, out, 'TRAIN.TENSORBOARD=true', 'TRAIN.MAX_EPOCH=1')) == 0
+    acc = EventAccumulator(str(out / 'tensorboard'))
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars('mse')]
+    n_records = sum(1 for l in (out / 'metrics.jsonl').read_text().splitlines() if 'mse' in l)
+    assert len(steps) == n_records and steps[:2] == [1, 2]
+
+    import builtins
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *a, **k):
+        if name.startswith('torch.utils.tensorboard'):
+            raise ImportError('No module named tensorboard')
+        return real_import(name, *a, **k)
+    monkeypatch.setattr(builtins, '__import__', no_tensorboard)
+    out = tmp_path / 'no_tb'
+    assert pretrain_damsm(_args(tiny_toy, out, 'TRAIN.TENSORBOARD=true', 'TRAIN.MAX_EPOCH=1')) == 0
+    assert 'tensorboard package is not installed' in (out / 'log.txt').read_text()
+    assert (out / 'metrics.jsonl').read_text() and not (out / 'tensorboard').exists()

@@ -26,8 +26,18 @@ import yaml
 
 from .errors import ConfigError
 
-#: Repository root (``code/attngan/config.py`` -> two folders up from ``code/``).
-REPO_ROOT = Path(__file__).resolve().parents[2]
+def _project_root() -> Path:
+    """Where relative paths in configs point: $ATTNGAN_ROOT; else the checkout this package lives in
+    (``code/attngan/config.py`` two folders below it, installed with ``pip install -e .``); else the
+    working directory (a package installed into site-packages)."""
+    if os.environ.get('ATTNGAN_ROOT'):
+        return Path(os.environ['ATTNGAN_ROOT']).expanduser().resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / 'cfg').is_dir() and (checkout / 'code').is_dir() else Path.cwd()
+
+
+#: The project root: relative paths in configs (DATA_DIR, TRAIN.NET_E, ...) are relative to it.
+REPO_ROOT = _project_root()
 
 
 class Config(dict):
@@ -306,10 +316,15 @@ def apply_override(cfg: Config, assignment: str) -> None:
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> Config:
-    """Defaults, then the YAML file at ``path`` (if given), then each ``--set`` override in order."""
+    """Defaults, then the YAML file at ``path`` (if given), then each ``--set`` override in order.
+
+    A relative ``path`` missing from the working directory is looked up in the project root, so that
+    ``attngan-train --cfg cfg/toy_attn2.yml`` works from any folder."""
     cfg = get_default_config()
     if path is not None:
         path = Path(path)
+        if not path.is_file() and not path.is_absolute() and (REPO_ROOT / path).is_file():
+            path = REPO_ROOT / path
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:

@@ -440,12 +440,10 @@ def make_caption(attrs: Mapping[str, str], rng: np.random.Generator,
     mentions while the caption is longer than ``max_words``, e.g. "this bird has a red
     crown, blue wings, a green belly and a short yellow beak, and its tail is long".
     """
-    # Every part that fits (format 3; format 2 drew 2-5 parts, 3.4 on average). With partial captions the
-    # DAMSM's sentence loss is met by the two or three attributes that tell a batch's classes apart; the
-    # small image encoder learned those and memorised the 75 training classes (bench/damsm_toy_oracle.py
-    # --mode image: test R@1 0.30, train 0.84). With the whole bird described (4.2 parts on average after
-    # the length cut) the same 840 steps of --mode joint reach test R@1 0.50 instead of 0.21, and a
-    # perfect scorer's R-precision ceiling rises from 0.92 to 0.999.
+    # Every part that fits (format 3; format 2 drew 2-5 parts). With partial captions the DAMSM's sentence
+    # loss is met by the two or three attributes that tell a batch's classes apart, and the small image
+    # encoder learns those and memorises the training classes; with the whole bird described it must read
+    # every part (docs/toy_recipe.md has the measurements).
     parts = [list(COLOR_PART.values())[i] for i in rng.permutation(5)]
     while True:
         mentions = [_mention(p, attrs, rng) for p in parts]

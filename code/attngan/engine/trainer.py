@@ -230,6 +230,8 @@ class Trainer:
                      'images_per_s': (n - skip) * cfg.TRAIN.BATCH_SIZE * dist.world_size() / max(elapsed, 1e-9),
                      **record}
         self.metrics.write(self.last, step=self.iteration)
+        log.info('%s epoch %d/%d: %.1f s, %.1f images/s', task.title, epoch, cfg.TRAIN.MAX_EPOCH, elapsed,
+                 self.last['images_per_s'])
         self.step_in_epoch = 0
         return why, False
 

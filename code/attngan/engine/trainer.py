@@ -142,8 +142,8 @@ class Trainer:
             if self.epoch >= cfg.TRAIN.MAX_EPOCH:
                 log.info('the run is complete (TRAIN.MAX_EPOCH=%d); raise TRAIN.MAX_EPOCH to train on',
                          cfg.TRAIN.MAX_EPOCH)
-        else:
-            self.iteration = self.epoch * len(self.loader)
+        # else: a new run, or the original's continuation from TRAIN.NET_G / NET_E, which counts its
+        # iterations from 0 again (the original's gen_iterations = 0)
         tb = self.run.root / 'tensorboard' if cfg.TRAIN.TENSORBOARD else None
         self.metrics = (MetricsWriter(self.run.metrics_path, tb, resume_step=self.iteration if state else None)
                         if self.main else dist.NullMetricsWriter())
